@@ -1,0 +1,338 @@
+// Package cli implements the scriptable subcommands of cds, the CyberDevStudio
+// client: argument parsing, the calls to cdsd through server/client, and their
+// text and JSON output. It links no engine package, so cds builds without cgo.
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cyberdevstudio/cds/server/client"
+)
+
+// DefaultServer is the address of cdsd when neither --server nor CDS_SERVER is set.
+const DefaultServer = "http://127.0.0.1:6813"
+
+// defaultTimeout bounds each command's calls unless --timeout says otherwise. It
+// matches the server's per-call limit.
+const defaultTimeout = 30 * time.Second
+
+// Version is the version cds reports. The cds main package sets it from its
+// -ldflags "-X main.version=…" stamp; when empty, the module's build information
+// is used.
+var Version string
+
+// UsageError reports a command line that cds cannot run: an unknown command or
+// flag, or a wrong number of arguments. main exits with status 2 for it.
+type UsageError struct {
+	// Msg says what is wrong.
+	Msg string
+	// Command is the command whose help would explain it ("" for cds itself).
+	Command string
+}
+
+// Error formats the problem and where to find help.
+func (e *UsageError) Error() string {
+	help := "cds --help"
+	if e.Command != "" {
+		help = "cds " + e.Command + " --help"
+	}
+	return fmt.Sprintf("%s\nrun '%s' for usage", e.Msg, help)
+}
+
+// options are the global flags, which every command also accepts after its name.
+type options struct {
+	server  string
+	json    bool
+	timeout time.Duration
+}
+
+// env is what a command runs with.
+type env struct {
+	opts   options
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// command is one subcommand of cds.
+type command struct {
+	name    string // as typed, e.g. "project create"
+	args    string // the positional arguments for the usage line, e.g. "NAME"
+	summary string // one line for the command list
+	help    string // what it does, for its --help
+	nargs   int    // exact number of positional arguments
+	run     func(ctx context.Context, e *env, args []string) error
+}
+
+// commands lists every command in the order of the help text.
+var commands = []*command{
+	statusCommand,
+	projectListCommand,
+	projectCreateCommand,
+	projectDeleteCommand,
+	versionCommand,
+}
+
+// globalHelp documents the global flags; the flag package's own listing cannot show
+// the environment variables.
+const globalHelp = `Global flags (accepted before or after the command):
+  --server URL      cdsd address (env CDS_SERVER, default ` + DefaultServer + `)
+  --json            print machine-readable JSON instead of text
+  --timeout DUR     time limit for the command's calls, e.g. 10s (default 30s, 0 = none)
+  -h, --help        show help
+
+Environment:
+  CDS_SERVER        default for --server
+  CDS_TOKEN         API key or access token sent as "Authorization: Bearer"
+`
+
+// Run runs the cds command line args (without the program name). Results and help
+// go to stdout, hints to stderr. Errors are returned, not printed: *UsageError for
+// a bad command line.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	e := &env{stdout: stdout, stderr: stderr}
+	e.opts.server = DefaultServer
+	if s := os.Getenv("CDS_SERVER"); s != "" {
+		e.opts.server = s
+	}
+	e.opts.timeout = defaultTimeout
+
+	fs := e.flagSet("cds")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			writeUsage(stdout)
+			return nil
+		}
+		return &UsageError{Msg: err.Error()}
+	}
+	rest := fs.Args()
+	if len(rest) == 0 {
+		writeUsage(stdout)
+		return nil
+	}
+	if rest[0] == "help" {
+		return help(stdout, rest[1:])
+	}
+	if len(rest) >= 2 && isHelpFlag(rest[1]) && len(subcommands(rest[0])) > 0 {
+		writeGroupUsage(stdout, rest[0])
+		return nil
+	}
+	cmd, args, err := lookup(rest)
+	if err != nil {
+		return err
+	}
+	return cmd.exec(ctx, e, args)
+}
+
+// lookup finds the command that words start with and returns it with the words
+// after its name.
+func lookup(words []string) (*command, []string, error) {
+	if len(words) >= 2 {
+		for _, c := range commands {
+			if c.name == words[0]+" "+words[1] {
+				return c, words[2:], nil
+			}
+		}
+	}
+	for _, c := range commands {
+		if c.name == words[0] {
+			return c, words[1:], nil
+		}
+	}
+	if subs := subcommands(words[0]); len(subs) > 0 {
+		if len(words) == 1 || strings.HasPrefix(words[1], "-") {
+			return nil, nil, &UsageError{
+				Msg:     fmt.Sprintf("%s needs a subcommand: %s", words[0], strings.Join(subs, ", ")),
+				Command: words[0],
+			}
+		}
+		return nil, nil, &UsageError{
+			Msg:     fmt.Sprintf("unknown command %q; %s has: %s", words[0]+" "+words[1], words[0], strings.Join(subs, ", ")),
+			Command: words[0],
+		}
+	}
+	return nil, nil, &UsageError{Msg: fmt.Sprintf("unknown command %q; commands: %s", words[0], strings.Join(topLevelNames(), ", "))}
+}
+
+// subcommands returns the subcommand names of a command group such as "project".
+func subcommands(group string) []string {
+	var subs []string
+	for _, c := range commands {
+		if sub, ok := strings.CutPrefix(c.name, group+" "); ok {
+			subs = append(subs, sub)
+		}
+	}
+	return subs
+}
+
+// isHelpFlag reports whether arg asks for help.
+func isHelpFlag(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// topLevelNames returns the first word of every command, once each, plus help.
+func topLevelNames() []string {
+	var names []string
+	for _, c := range commands {
+		first, _, _ := strings.Cut(c.name, " ")
+		if !slices.Contains(names, first) {
+			names = append(names, first)
+		}
+	}
+	return append(names, "help")
+}
+
+// exec parses the command's flags and arguments and runs it.
+func (c *command) exec(ctx context.Context, e *env, args []string) error {
+	fs := e.flagSet("cds " + c.name)
+	pos, err := parseInterspersed(fs, args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			c.writeUsage(e.stdout)
+			return nil
+		}
+		return &UsageError{Msg: err.Error(), Command: c.name}
+	}
+	if len(pos) != c.nargs {
+		msg := fmt.Sprintf("%s takes no arguments, got %q", c.name, pos)
+		switch {
+		case c.nargs > 0 && len(pos) < c.nargs:
+			msg = fmt.Sprintf("%s needs %s", c.name, c.args)
+		case c.nargs > 0:
+			msg = fmt.Sprintf("%s takes only %s, got %q (quote a name with spaces)", c.name, c.args, pos)
+		}
+		return &UsageError{Msg: msg, Command: c.name}
+	}
+	if e.opts.timeout < 0 {
+		return &UsageError{Msg: "--timeout must not be negative", Command: c.name}
+	}
+	if e.opts.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, e.opts.timeout)
+		defer cancel()
+	}
+	return c.run(ctx, e, pos)
+}
+
+// flagSet returns a flag set with the global flags, bound to e.opts, that reports
+// errors instead of printing them.
+func (e *env) flagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.StringVar(&e.opts.server, "server", e.opts.server, "cdsd address")
+	fs.BoolVar(&e.opts.json, "json", e.opts.json, "print JSON")
+	fs.DurationVar(&e.opts.timeout, "timeout", e.opts.timeout, "time limit")
+	return fs
+}
+
+// parseInterspersed parses flags anywhere among the positional arguments, so that
+// "cds project create demo --json" works; "--" ends the flags.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// help implements "cds help [command]".
+func help(w io.Writer, words []string) error {
+	if len(words) == 0 {
+		writeUsage(w)
+		return nil
+	}
+	if len(subcommands(words[0])) > 0 && len(words) == 1 {
+		writeGroupUsage(w, words[0])
+		return nil
+	}
+	cmd, rest, err := lookup(words)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return &UsageError{Msg: fmt.Sprintf("help takes one command, got %q", words)}
+	}
+	cmd.writeUsage(w)
+	return nil
+}
+
+// writeUsage prints the help of cds itself.
+func writeUsage(w io.Writer) {
+	var b strings.Builder
+	b.WriteString("cds is the command line client of cdsd, the CyberDevStudio daemon.\n\n")
+	b.WriteString("Usage:\n  cds [global flags] <command> [arguments]\n\nCommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-16s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(&b, "  %-16s %s\n\n", "help [command]", "show help for a command")
+	b.WriteString(globalHelp)
+	b.WriteString("\nStart cdsd with ./scripts/studio, then run: cds status\n")
+	io.WriteString(w, b.String())
+}
+
+// writeGroupUsage prints the help of a command group such as "project".
+func writeGroupUsage(w io.Writer, group string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Usage:\n  cds %s <command> [arguments]\n\nCommands:\n", group)
+	for _, c := range commands {
+		if strings.HasPrefix(c.name, group+" ") {
+			fmt.Fprintf(&b, "  %-24s %s\n", strings.TrimSpace(c.name+" "+c.args), c.summary)
+		}
+	}
+	fmt.Fprintf(&b, "\nRun 'cds %s <command> --help' for details.\n", group)
+	io.WriteString(w, b.String())
+}
+
+// writeUsage prints the help of one command.
+func (c *command) writeUsage(w io.Writer) {
+	usage := "cds " + c.name + " [flags]"
+	if c.args != "" {
+		usage += " " + c.args
+	}
+	fmt.Fprintf(w, "Usage:\n  %s\n\n%s\n\n%s", usage, strings.TrimSpace(c.help), globalHelp)
+}
+
+// newClient returns a client of the server named by --server or CDS_SERVER.
+func (e *env) newClient() (*client.Client, error) {
+	c, err := client.New(e.opts.server,
+		client.WithToken(os.Getenv("CDS_TOKEN")),
+		client.WithUserAgent("cds/"+currentVersion().Version))
+	if err != nil {
+		return nil, &UsageError{Msg: err.Error() + " (from --server or CDS_SERVER)"}
+	}
+	return c, nil
+}
+
+// writeJSON prints v as indented JSON.
+func (e *env) writeJSON(v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		return fmt.Errorf("write JSON output: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+// config is cdsd's configuration: flags, each with a CDS_* environment variable that
+// supplies its default.
+type config struct {
+	listen      string
+	dataDir     string
+	databaseURL string
+	logLevel    slog.Level
+	logFormat   string
+	devUser     string
+	showVersion bool
+}
+
+// errHelp reports that --help was asked for and printed.
+var errHelp = flag.ErrHelp
+
+func parseConfig(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("cdsd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	level := envOr("CDS_LOG_LEVEL", "info")
+	fs.StringVar(&c.listen, "listen", envOr("CDS_LISTEN", "127.0.0.1:6813"), "`address` to serve the API, WebSocket and web studio on (env CDS_LISTEN)")
+	fs.StringVar(&c.dataDir, "data-dir", envOr("CDS_DATA_DIR", defaultDataDir()), "`directory` for the embedded database, project working copies and state (env CDS_DATA_DIR)")
+	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("CDS_DATABASE_URL"), "PostgreSQL `URL` to use instead of the embedded cluster (env CDS_DATABASE_URL)")
+	fs.StringVar(&level, "log-level", level, "log `level`: debug, info, warn or error (env CDS_LOG_LEVEL)")
+	fs.StringVar(&c.logFormat, "log-format", envOr("CDS_LOG_FORMAT", "text"), "log `format`: text or json (env CDS_LOG_FORMAT)")
+	fs.StringVar(&c.devUser, "dev-user", envOr("CDS_DEV_USER", "dev"), "development only, until login lands: the `username` every request acts as (env CDS_DEV_USER)")
+	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `cdsd is the CyberDevStudio daemon: JSON-RPC API (/rpc, /ws), project store,
+health (/health, /ready) and metrics (/metrics) on one listener.
+
+With no --database-url it runs its own PostgreSQL cluster under the data dir,
+using the machine's PostgreSQL server binaries (initdb, postgres).
+
+Usage: cdsd [flags]
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q; cdsd takes only flags (see cdsd --help)", fs.Arg(0))
+	}
+	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
+		return c, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		return c, fmt.Errorf("--log-format %q: want text or json", c.logFormat)
+	}
+	if _, _, err := net.SplitHostPort(c.listen); err != nil {
+		return c, fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:6813: %w", c.listen, err)
+	}
+	if c.dataDir == "" {
+		return c, errors.New("no data dir: set --data-dir, CDS_DATA_DIR, XDG_DATA_HOME or HOME")
+	}
+	abs, err := filepath.Abs(c.dataDir)
+	if err != nil {
+		return c, fmt.Errorf("--data-dir: %w", err)
+	}
+	c.dataDir = abs
+	if strings.TrimSpace(c.devUser) == "" {
+		return c, errors.New("--dev-user must not be empty")
+	}
+	return c, nil
+}
+
+func envOr(key, def string) string {
+	if v, ok := os.LookupEnv(key); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// defaultDataDir is $XDG_DATA_HOME/cds, or ~/.local/share/cds.
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "cds")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "cds")
+	}
+	return ""
+}
+
+func newLogger(c config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.logLevel}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

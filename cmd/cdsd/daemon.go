@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cyberdevstudio/cds/engine/event"
+	"github.com/cyberdevstudio/cds/engine/pgcluster"
+	"github.com/cyberdevstudio/cds/engine/project"
+	"github.com/cyberdevstudio/cds/engine/store"
+	"github.com/cyberdevstudio/cds/migrations"
+	"github.com/cyberdevstudio/cds/server"
+	"github.com/cyberdevstudio/cds/server/rpc"
+)
+
+// drainTimeout bounds how long shutdown waits for in-flight requests.
+const drainTimeout = 20 * time.Second
+
+// run is cdsd from flags to shutdown; all wiring happens here.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, stderr)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cfg.showVersion {
+		fmt.Fprintln(stdout, "cdsd", version)
+		return nil
+	}
+	log := newLogger(cfg, stderr)
+
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	unlock, err := lockDataDir(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	// Listen before the slow database start so a port clash is reported at once.
+	ln, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w (is another cdsd running? choose another --listen)", cfg.listen, err)
+	}
+	defer ln.Close()
+
+	dbURL, embedded := cfg.databaseURL, cfg.databaseURL == ""
+	if embedded {
+		log.Info("starting embedded PostgreSQL", "dir", filepath.Join(cfg.dataDir, "postgres"))
+		cluster, err := pgcluster.Start(ctx, pgcluster.Options{Dir: filepath.Join(cfg.dataDir, "postgres"), Logger: log})
+		if err != nil {
+			return fmt.Errorf("start embedded PostgreSQL: %w", err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 40*time.Second)
+			defer cancel()
+			if err := cluster.Stop(sctx); err != nil {
+				log.Error("stop embedded PostgreSQL", "err", err)
+				return
+			}
+			log.Info("embedded PostgreSQL stopped")
+		}()
+		dbURL = cluster.ConnString("cds")
+		if err := ensureDatabase(ctx, cluster, "cds", log); err != nil {
+			return err
+		}
+	}
+
+	st, err := store.Open(ctx, dbURL, log)
+	if err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	defer st.Close()
+	applied, err := st.Migrate(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate database: %w", err)
+	}
+	nMigrations, err := countMigrations()
+	if err != nil {
+		return err
+	}
+	log.Info("database ready", "embedded", embedded, "migrations_applied", applied, "schema_version", nMigrations)
+
+	devUser, err := st.EnsureUser(ctx, cfg.devUser, string(rpc.RoleAdmin))
+	if err != nil {
+		return fmt.Errorf("ensure development user %q: %w", cfg.devUser, err)
+	}
+
+	bus := event.NewBus(event.DefaultRetain)
+	defer bus.Close()
+	projects, err := project.New(project.Config{
+		DB:      st.Pool(),
+		Dir:     filepath.Join(cfg.dataDir, "projects"),
+		Publish: func(stream, typ string, data any) { bus.Publish(stream, typ, data) },
+		Logger:  log,
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := server.New(server.Config{
+		Logger:       log,
+		Store:        st,
+		Projects:     projects,
+		Bus:          bus,
+		Authenticate: devAuthenticator(devUser),
+		Version:      version,
+		EmbeddedDB:   embedded,
+		Migrations:   nMigrations,
+	})
+	if err != nil {
+		return err
+	}
+
+	url := "http://" + ln.Addr().String()
+	log.Info("cdsd listening", "url", url, "data_dir", cfg.dataDir, "version", version)
+	log.Warn("authentication is not enabled yet: every request acts as the development user", "user", devUser.Username)
+	fmt.Fprintf(stdout, `
+  CyberDevStudio is running at %s
+  Every request acts as user %q (login arrives with the auth release).
+
+  In another terminal:
+    export PATH="$PWD/bin:$PATH"   # where scripts/studio put cds
+    cds --server %s status
+    cds project create demo
+
+  Stop with Ctrl-C.
+
+`, url, devUser.Username, url)
+
+	if err := srv.Serve(ctx, ln, drainTimeout); err != nil {
+		return err
+	}
+	log.Info("cdsd stopped serving; shutting down")
+	return nil
+}
+
+// devAuthenticator makes every request act as one user: the development-only mode
+// that stands in until the auth release plugs real authentication in here.
+func devAuthenticator(u store.User) server.Authenticator {
+	p := server.Principal{UserID: u.ID, Username: u.Username, Role: rpc.Role(u.Role)}
+	return func(*http.Request) (server.Principal, error) { return p, nil }
+}
+
+// countMigrations is the number of migration files the binary carries.
+func countMigrations() (int, error) {
+	files, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil {
+		return 0, fmt.Errorf("list migrations: %w", err)
+	}
+	return len(files), nil
+}
+
+// ensureDatabase creates the application database in a fresh embedded cluster.
+func ensureDatabase(ctx context.Context, c *pgcluster.Cluster, name string, log *slog.Logger) error {
+	admin, err := store.Open(ctx, c.ConnString("postgres"), log)
+	if err != nil {
+		return fmt.Errorf("connect to embedded PostgreSQL: %w", err)
+	}
+	defer admin.Close()
+	var exists bool
+	if err := admin.Pool().QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		return fmt.Errorf("look up database %s: %w", name, err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := admin.Pool().Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return fmt.Errorf("create database %s: %w", name, err)
+	}
+	log.Info("created database", "name", name)
+	return nil
+}
+
+// lockDataDir takes an exclusive lock on the data dir so that two daemons never share
+// it; the lock dies with the process, so a crash leaves nothing to clean up.
+func lockDataDir(dir string) (func(), error) {
+	path := filepath.Join(dir, "cdsd.lock")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		owner, _ := os.ReadFile(path)
+		f.Close()
+		pid := strings.TrimSpace(string(owner))
+		if pid == "" {
+			pid = "unknown"
+		}
+		return nil, fmt.Errorf("data dir %s is in use by another cdsd (pid %s); stop that one or pass another --data-dir", dir, pid)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return func() {
+		_ = f.Truncate(0)
+		f.Close() // closing releases the lock
+	}, nil
+}

@@ -1,0 +1,21 @@
+// Command cdsd is the CyberDevStudio daemon: the JSON-RPC API, the project store and
+// (in later releases) auth, sandboxes, inference and agents, on one listener.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cdsd:", err)
+		os.Exit(1)
+	}
+}

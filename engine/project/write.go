@@ -1,0 +1,377 @@
+package project
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// writeTx is one write to a project: a database transaction that holds the
+// project's row lock, the open working copy, and what to do to the working copy and
+// whom to tell once the transaction committed.
+type writeTx struct {
+	tx     pgx.Tx
+	id     string // Project id.
+	userID int64
+	root   *os.Root
+
+	// after changes the working copy once the transaction committed; it reports
+	// rather than returns its errors, since the change stands.
+	after func() error
+	// abort undoes what was prepared in the working copy if the transaction
+	// does not commit.
+	abort func()
+
+	evType string
+	evData *FileEvent
+}
+
+// errLiveExists reports that inserting a live file row hit the unique index, i.e.
+// a concurrent writer created the path first. write turns it into a *ConflictError.
+type errLiveExists struct{ path string }
+
+func (e *errLiveExists) Error() string { return fmt.Sprintf("file %q exists", e.path) }
+
+// write runs fn in a transaction that holds the project's row lock, so that the
+// writes to one project are serialised, then commits and applies the working copy
+// change.
+func (s *Service) write(ctx context.Context, userID int64, projectID string, fn func(context.Context, *writeTx) (File, error)) (File, error) {
+	id, err := parseID(projectID)
+	if err != nil {
+		return File{}, err
+	}
+	tx, err := s.db.Begin(ctx)
+	if err != nil {
+		return File{}, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// FOR NO KEY UPDATE serialises writers of the project but lets the foreign
+	// key checks of the rows we insert through.
+	if _, err := s.project(ctx, tx, userID, id, "FOR NO KEY UPDATE"); err != nil {
+		return File{}, err
+	}
+	root, err := s.openWorkingCopy(ctx, tx, id)
+	if err != nil {
+		return File{}, err
+	}
+	defer root.Close()
+
+	w := &writeTx{tx: tx, id: id, userID: userID, root: root}
+	f, err := fn(ctx, w)
+	if err == nil {
+		_, err = tx.Exec(ctx, `UPDATE projects SET updated_at = now() WHERE id = $1`, id)
+		if err != nil {
+			err = fmt.Errorf("touch project: %w", err)
+		}
+	}
+	if err != nil {
+		if w.abort != nil {
+			w.abort()
+		}
+		var live *errLiveExists
+		if errors.As(err, &live) {
+			return File{}, s.liveConflict(ctx, id, live.path)
+		}
+		return File{}, err
+	}
+
+	// Commit and working copy update under one lock, so that two writes' working
+	// copy updates happen in the order of their commits.
+	mu := s.wcLock(id)
+	mu.Lock()
+	err = tx.Commit(ctx)
+	if err != nil {
+		mu.Unlock()
+		if w.abort != nil {
+			w.abort()
+		}
+		return File{}, fmt.Errorf("commit: %w", err)
+	}
+	if w.after != nil {
+		if err := w.after(); err != nil {
+			s.log.Error("update working copy", "project", id, "path", f.Path, "err", err)
+		}
+	}
+	mu.Unlock()
+	if w.evData != nil {
+		s.emit(id, w.evType, w.evData)
+	}
+	return f, nil
+}
+
+// liveConflict builds the conflict for a create that lost the race for a path.
+func (s *Service) liveConflict(ctx context.Context, id, path string) error {
+	cur, err := scanFile(s.db.QueryRow(ctx, `
+		SELECT `+fileCols+` FROM project_files f
+		WHERE f.project_id = $1 AND f.path = $2 AND f.deleted_at IS NULL`, id, path))
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("file %q: read current state: %w", path, err)
+	}
+	if err != nil {
+		cur.Path = path // Deleted again meanwhile; report the path at least.
+	}
+	return &ConflictError{Current: cur.File, Reason: "file was created concurrently"}
+}
+
+// fileAt returns the file row at path, locked: the live file, or else the newest
+// tombstone. ok is false when neither exists.
+func (w *writeTx) fileAt(ctx context.Context, path string) (f fileRow, ok bool, err error) {
+	f, err = scanFile(w.tx.QueryRow(ctx, `
+		SELECT `+fileCols+` FROM project_files f
+		WHERE f.project_id = $1 AND f.path = $2
+		ORDER BY f.deleted_at IS NULL DESC, f.id DESC LIMIT 1
+		FOR UPDATE`, w.id, path))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fileRow{}, false, nil
+	}
+	if err != nil {
+		return fileRow{}, false, fmt.Errorf("file %q: %w", path, err)
+	}
+	return f, true, nil
+}
+
+// checkBase checks a write's base revision against the file at its path and
+// returns the live file it applies to. base 0 accepts any live head.
+func (w *writeTx) checkBase(ctx context.Context, path string, base int64) (fileRow, error) {
+	f, ok, err := w.fileAt(ctx, path)
+	switch {
+	case err != nil:
+		return fileRow{}, err
+	case !ok || (f.Deleted && base == 0):
+		return fileRow{}, fmt.Errorf("file %q: %w", path, ErrNotFound)
+	case f.Deleted:
+		return fileRow{}, &ConflictError{Current: f.File,
+			Reason: fmt.Sprintf("based on revision %d, but the file was deleted", base)}
+	case base != 0 && base != f.Revision:
+		return fileRow{}, &ConflictError{Current: f.File,
+			Reason: fmt.Sprintf("based on revision %d, but the head is revision %d", base, f.Revision)}
+	}
+	return f, nil
+}
+
+// checkFree returns a *ConflictError if a live file other than file self would
+// clash with a file at path in a working copy: a file at one of path's parent
+// directories, or files under path as a directory.
+func (w *writeTx) checkFree(ctx context.Context, path string, self int64) error {
+	f, err := scanFile(w.tx.QueryRow(ctx, `
+		SELECT `+fileCols+` FROM project_files f
+		WHERE f.project_id = $1 AND f.deleted_at IS NULL AND f.id <> $4
+		  AND (f.path = $2 OR f.path = ANY($3) OR starts_with(f.path, $2 || '/'))
+		ORDER BY f.path = $2 DESC, f.path COLLATE "C" LIMIT 1`,
+		w.id, path, parentDirs(path), self))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("file %q: check for clashes: %w", path, err)
+	case f.Path == path:
+		return &ConflictError{Current: f.File, Reason: fmt.Sprintf("file %q already exists", path)}
+	case len(f.Path) < len(path):
+		return &ConflictError{Current: f.File,
+			Reason: fmt.Sprintf("%q is a file, so it cannot be a directory of %q", f.Path, path)}
+	default:
+		return &ConflictError{Current: f.File,
+			Reason: fmt.Sprintf("%q is a directory (it holds %q), so it cannot be a file", path, f.Path)}
+	}
+}
+
+// putBlob stores content under its hash unless it is stored already, and makes sure
+// the blob stays until this transaction commits.
+func (w *writeTx) putBlob(ctx context.Context, sum [32]byte, content []byte) error {
+	for {
+		var inserted bool
+		err := w.tx.QueryRow(ctx, `
+			INSERT INTO blobs (sha256, size, content) VALUES ($1, $2, $3)
+			ON CONFLICT (sha256) DO NOTHING RETURNING true`,
+			sum[:], len(content), content).Scan(&inserted)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("store blob: %w", err)
+		}
+		// The blob exists. Lock it against collectBlobs, which may be about to
+		// delete it as unused; if it just did, store it again.
+		err = w.tx.QueryRow(ctx, `SELECT true FROM blobs WHERE sha256 = $1 FOR KEY SHARE`, sum[:]).Scan(&inserted)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("lock blob: %w", err)
+		}
+	}
+}
+
+// addRevision appends a revision to a file's history.
+func (w *writeTx) addRevision(ctx context.Context, fileID, rev int64, op, path string, sum []byte, size int64) error {
+	_, err := w.tx.Exec(ctx, `
+		INSERT INTO file_revisions (file_id, revision, op, path, blob_sha256, size, author_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		fileID, rev, op, path, sum, size, w.userID)
+	if err != nil {
+		return fmt.Errorf("file %q: add revision %d: %w", path, rev, err)
+	}
+	return nil
+}
+
+// setEvent records the event to publish after the commit.
+func (w *writeTx) setEvent(typ string, f File, oldPath string) {
+	ev := &FileEvent{Path: f.Path, OldPath: oldPath, Revision: f.Revision, Size: f.Size, Deleted: f.Deleted}
+	if !f.Deleted {
+		ev.SHA256 = hex.EncodeToString(f.SHA256[:])
+	}
+	w.evType, w.evData = typ, ev
+}
+
+// SaveFile writes a file and returns its new head. baseRevision 0 creates the file,
+// which must not exist (a deleted file is revived and continues its revision
+// numbers); otherwise baseRevision must be the file's head revision. A stale base
+// or a create over an existing file is a *ConflictError carrying the current head.
+func (s *Service) SaveFile(ctx context.Context, userID int64, projectID, path string, content []byte, baseRevision int64) (File, error) {
+	path, err := CleanPath(path)
+	if err != nil {
+		return File{}, err
+	}
+	if size := int64(len(content)); size > s.maxSize {
+		return File{}, fmt.Errorf("file %q: %w", path, &TooLargeError{Size: size, Limit: s.maxSize})
+	}
+	sum := sha256.Sum256(content)
+	return s.write(ctx, userID, projectID, func(ctx context.Context, w *writeTx) (File, error) {
+		cur, exists, err := w.fileAt(ctx, path)
+		if err != nil {
+			return File{}, err
+		}
+		op := "update"
+		switch {
+		case baseRevision == 0 && exists && !cur.Deleted:
+			return File{}, &ConflictError{Current: cur.File, Reason: fmt.Sprintf("file %q already exists", path)}
+		case baseRevision == 0:
+			op = "create"
+			if err := w.checkFree(ctx, path, cur.id); err != nil {
+				return File{}, err
+			}
+		case !exists:
+			return File{}, fmt.Errorf("file %q: %w", path, ErrNotFound)
+		case cur.Deleted:
+			return File{}, &ConflictError{Current: cur.File,
+				Reason: fmt.Sprintf("based on revision %d, but the file was deleted", baseRevision)}
+		case baseRevision != cur.Revision:
+			return File{}, &ConflictError{Current: cur.File,
+				Reason: fmt.Sprintf("based on revision %d, but the head is revision %d", baseRevision, cur.Revision)}
+		}
+		if err := w.putBlob(ctx, sum, content); err != nil {
+			return File{}, err
+		}
+
+		f := File{Path: path, Revision: cur.Revision + 1, Size: int64(len(content)), SHA256: sum}
+		if exists {
+			err = w.tx.QueryRow(ctx, `
+				UPDATE project_files SET head_revision = $2, blob_sha256 = $3, size = $4,
+					deleted_at = NULL, updated_at = now()
+				WHERE id = $1 RETURNING updated_at`,
+				cur.id, f.Revision, sum[:], f.Size).Scan(&f.UpdatedAt)
+		} else {
+			err = w.tx.QueryRow(ctx, `
+				INSERT INTO project_files (project_id, path, head_revision, blob_sha256, size)
+				VALUES ($1, $2, $3, $4, $5) RETURNING id, updated_at`,
+				w.id, path, f.Revision, sum[:], f.Size).Scan(&cur.id, &f.UpdatedAt)
+		}
+		if isUniqueViolation(err, "project_files_live_path_key") {
+			return File{}, &errLiveExists{path: path}
+		}
+		if err != nil {
+			return File{}, fmt.Errorf("file %q: %w", path, err)
+		}
+		if err := w.addRevision(ctx, cur.id, f.Revision, op, path, sum[:], f.Size); err != nil {
+			return File{}, err
+		}
+
+		tmp, err := prepareFile(w.root, path, content)
+		if err != nil {
+			return File{}, err
+		}
+		w.abort = func() { _ = w.root.Remove(tmp) } // Best effort: only a stray temporary file.
+		w.after = func() error { return w.root.Rename(tmp, path) }
+		w.setEvent(EventFileSaved, f, "")
+		return f, nil
+	})
+}
+
+// DeleteFile deletes a file and returns its new head, a deleted revision. A non-zero
+// baseRevision must be the file's head revision. The history stays readable.
+func (s *Service) DeleteFile(ctx context.Context, userID int64, projectID, path string, baseRevision int64) (File, error) {
+	path, err := CleanPath(path)
+	if err != nil {
+		return File{}, err
+	}
+	return s.write(ctx, userID, projectID, func(ctx context.Context, w *writeTx) (File, error) {
+		cur, err := w.checkBase(ctx, path, baseRevision)
+		if err != nil {
+			return File{}, err
+		}
+		f := File{Path: path, Revision: cur.Revision + 1, Deleted: true}
+		err = w.tx.QueryRow(ctx, `
+			UPDATE project_files SET head_revision = $2, blob_sha256 = NULL, size = 0,
+				deleted_at = now(), updated_at = now()
+			WHERE id = $1 RETURNING updated_at`,
+			cur.id, f.Revision).Scan(&f.UpdatedAt)
+		if err != nil {
+			return File{}, fmt.Errorf("file %q: %w", path, err)
+		}
+		if err := w.addRevision(ctx, cur.id, f.Revision, "delete", path, nil, 0); err != nil {
+			return File{}, err
+		}
+		w.after = func() error { return removeFile(w.root, path) }
+		w.setEvent(EventFileDeleted, f, "")
+		return f, nil
+	})
+}
+
+// RenameFile moves a file to newPath, keeping its history, and returns its new head.
+// A non-zero baseRevision must be the file's head revision. A live file at newPath
+// is a *ConflictError carrying that file.
+func (s *Service) RenameFile(ctx context.Context, userID int64, projectID, path, newPath string, baseRevision int64) (File, error) {
+	path, err := CleanPath(path)
+	if err != nil {
+		return File{}, err
+	}
+	newPath, err = CleanPath(newPath)
+	if err != nil {
+		return File{}, err
+	}
+	return s.write(ctx, userID, projectID, func(ctx context.Context, w *writeTx) (File, error) {
+		cur, err := w.checkBase(ctx, path, baseRevision)
+		if err != nil {
+			return File{}, err
+		}
+		if newPath == path {
+			return File{}, &ConflictError{Current: cur.File, Reason: fmt.Sprintf("file %q already exists", newPath)}
+		}
+		if err := w.checkFree(ctx, newPath, cur.id); err != nil {
+			return File{}, err
+		}
+		f := cur.File
+		f.Path, f.Revision = newPath, cur.Revision+1
+		err = w.tx.QueryRow(ctx, `
+			UPDATE project_files SET path = $2, head_revision = $3, updated_at = now()
+			WHERE id = $1 RETURNING updated_at`,
+			cur.id, newPath, f.Revision).Scan(&f.UpdatedAt)
+		if isUniqueViolation(err, "project_files_live_path_key") {
+			return File{}, &errLiveExists{path: newPath}
+		}
+		if err != nil {
+			return File{}, fmt.Errorf("file %q: %w", path, err)
+		}
+		if err := w.addRevision(ctx, cur.id, f.Revision, "rename", newPath, f.SHA256[:], f.Size); err != nil {
+			return File{}, err
+		}
+		w.after = func() error { return moveFile(w.root, path, newPath) }
+		w.setEvent(EventFileRenamed, f, path)
+		return f, nil
+	})
+}

@@ -1,0 +1,12 @@
+// Package migrations embeds the numbered SQL migrations that cdsd applies at startup.
+//
+// Files are named NNN_description.sql; they are applied in numeric order, all pending
+// ones in one transaction, and never edited once released: a change is a new file.
+package migrations
+
+import "embed"
+
+// FS holds every migration file at its root.
+//
+//go:embed *.sql
+var FS embed.FS

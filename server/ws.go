@@ -1,0 +1,376 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/cyberdevstudio/cds/engine/event"
+	"github.com/cyberdevstudio/cds/server/rpc"
+)
+
+// WebSocket limits per connection.
+const (
+	wsOutQueue       = 64  // messages waiting to be written
+	wsEventBuffer    = 256 // events queued per subscription before it is ended as lagging
+	wsMaxSubs        = 64
+	wsMaxConcurrency = 16 // calls of one connection running at once
+	wsWriteTimeout   = 10 * time.Second
+)
+
+// wsSession is one WebSocket connection.
+type wsSession struct {
+	s    *Server
+	conn *websocket.Conn
+	out  chan []byte
+	// done is closed when the session ends; senders give up then.
+	done chan struct{}
+
+	mu      sync.Mutex
+	subs    map[string]*wsSub
+	nextSub int
+	wg      sync.WaitGroup // forwarders
+}
+
+type wsSub struct {
+	id    string
+	sub   *event.Subscription
+	after int64
+	start chan struct{} // closed once the subscribe response is queued
+}
+
+type sessionCtx struct {
+	sess    *wsSession
+	pending *[]*wsSub // subscriptions to start after this message's responses
+}
+
+func sessionFrom(ctx context.Context) *sessionCtx {
+	sc, _ := ctx.Value(wsSessionKey).(*sessionCtx)
+	return sc
+}
+
+// handleWS is GET /ws: JSON-RPC over a WebSocket, plus pushed notifications.
+func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
+	p, err := s.cfg.Authenticate(r)
+	if err != nil {
+		e := mapDomainError(err)
+		if e == nil {
+			e = rpc.NewError(rpc.CodeUnauthorized, "%v", err)
+		}
+		writeJSON(w, rpc.HTTPStatus(e.Code), rpc.Response{JSONRPC: rpc.Version, ID: json.RawMessage("null"), Error: e})
+		return
+	}
+	conn, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return // Accept has answered the client
+	}
+	conn.SetReadLimit(s.cfg.MaxBodyBytes)
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), principalKey, p))
+	defer cancel()
+	sess := &wsSession{s: s, conn: conn, out: make(chan []byte, wsOutQueue), done: make(chan struct{}), subs: make(map[string]*wsSub)}
+	s.wsTracker.add(conn)
+	defer s.wsTracker.remove(conn)
+	s.metrics.sessions.Inc()
+	defer s.metrics.sessions.Dec()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { sess.writeLoop(ctx, cancel) })
+	wg.Go(func() { sess.pingLoop(ctx, cancel) })
+	err = sess.readLoop(ctx)
+	cancel()
+	close(sess.done)
+	sess.closeSubs()
+	sess.wg.Wait()
+	wg.Wait()
+	status := websocket.CloseStatus(err)
+	if status == -1 && !errors.Is(err, context.Canceled) {
+		s.log.Debug("websocket ended", "request_id", RequestID(r.Context()), "err", err)
+	}
+	_ = conn.Close(websocket.StatusNormalClosure, "")
+}
+
+func (ss *wsSession) readLoop(ctx context.Context) error {
+	sem := make(chan struct{}, wsMaxConcurrency)
+	var calls sync.WaitGroup
+	defer calls.Wait()
+	for {
+		typ, data, err := ss.conn.Read(ctx)
+		if err != nil {
+			return err
+		}
+		if typ != websocket.MessageText {
+			ss.send(ctx, mustJSON(rpc.Response{JSONRPC: rpc.Version, ID: json.RawMessage("null"),
+				Error: rpc.NewError(rpc.CodeInvalidRequest, "send JSON-RPC messages as text frames")}))
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		calls.Go(func() {
+			defer func() { <-sem }()
+			ss.handleMessage(ctx, data)
+		})
+	}
+}
+
+func (ss *wsSession) handleMessage(ctx context.Context, data []byte) {
+	start := time.Now()
+	msg, perr := rpc.Decode(data, ss.s.cfg.MaxBatch)
+	if perr != nil {
+		ss.s.metrics.observe(labelInvalid, rpc.HTTPStatus(perr.Code), time.Since(start).Seconds())
+		ss.send(ctx, mustJSON(rpc.Response{JSONRPC: rpc.Version, ID: json.RawMessage("null"), Error: perr}))
+		return
+	}
+	var pending []*wsSub
+	mctx := context.WithValue(ctx, wsSessionKey, &sessionCtx{sess: ss, pending: &pending})
+	responses := ss.s.dispatch(mctx, msg, nil)
+	switch {
+	case len(responses) == 0:
+	case msg.Batch:
+		ss.send(ctx, mustJSON(responses))
+	default:
+		ss.send(ctx, mustJSON(responses[0]))
+	}
+	for _, sub := range pending {
+		close(sub.start)
+	}
+}
+
+// send queues one message; it blocks while the queue is full (backpressure on the
+// caller) and gives up when the session ends.
+func (ss *wsSession) send(ctx context.Context, msg []byte) bool {
+	select {
+	case ss.out <- msg:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-ss.done:
+		return false
+	}
+}
+
+func (ss *wsSession) writeLoop(ctx context.Context, cancel context.CancelFunc) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg := <-ss.out:
+			wctx, wcancel := context.WithTimeout(ctx, wsWriteTimeout)
+			err := ss.conn.Write(wctx, websocket.MessageText, msg)
+			wcancel()
+			if err != nil {
+				cancel()
+				return
+			}
+		}
+	}
+}
+
+func (ss *wsSession) pingLoop(ctx context.Context, cancel context.CancelFunc) {
+	t := time.NewTicker(ss.s.cfg.PingInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			pctx, pcancel := context.WithTimeout(ctx, ss.s.cfg.PingInterval)
+			err := ss.conn.Ping(pctx)
+			pcancel()
+			if err != nil {
+				cancel() // the peer stopped answering: free its resources
+				return
+			}
+		}
+	}
+}
+
+func (ss *wsSession) closeSubs() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for id, sub := range ss.subs {
+		sub.sub.Close()
+		delete(ss.subs, id)
+	}
+}
+
+func (ss *wsSession) removeSub(id string) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	delete(ss.subs, id)
+}
+
+// forward delivers one subscription's events until it ends. A subscriber that falls
+// behind is told to resynchronise from the last id it was sent.
+func (ss *wsSession) forward(ctx context.Context, ws *wsSub) {
+	defer ss.removeSub(ws.id)
+	select {
+	case <-ws.start:
+	case <-ss.done:
+		return
+	}
+	last := ws.after
+	stream := ws.sub.Stream()
+	if ws.sub.Gap {
+		ss.notify(ctx, rpc.NotifyResync, rpc.ResyncParams{Subscription: ws.id, Stream: stream, LastID: last,
+			Reason: "events after last_id are no longer retained (or predate a daemon restart); reload the state, then continue with the events that follow"})
+	}
+	deliver := func(ev event.Event) bool {
+		ok := ss.notify(ctx, rpc.NotifyEvent, rpc.EventParams{Subscription: ws.id, Stream: stream, ID: ev.ID, Type: ev.Type, Time: ev.Time, Data: ev.Data})
+		last = ev.ID
+		return ok
+	}
+	for _, ev := range ws.sub.Replay {
+		if !deliver(ev) {
+			return
+		}
+	}
+	for ev := range ws.sub.C() {
+		if !deliver(ev) {
+			return
+		}
+	}
+	if errors.Is(ws.sub.Err(), event.ErrLagged) {
+		ss.notify(ctx, rpc.NotifyResync, rpc.ResyncParams{Subscription: ws.id, Stream: stream, LastID: last,
+			Reason: "you fell behind and the subscription was ended; subscribe again with after_id = last_id"})
+	}
+}
+
+func (ss *wsSession) notify(ctx context.Context, method string, params any) bool {
+	return ss.send(ctx, mustJSON(rpc.Notification{JSONRPC: rpc.Version, Method: method, Params: params}))
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only our own wire types are marshalled here; failing is a programming error.
+		panic(fmt.Sprintf("marshal websocket message: %v", err))
+	}
+	return b
+}
+
+func (s *Server) registerEvents() error {
+	if err := register(s.reg, rpc.MethodSubscribe, rpc.RoleViewer, s.subscribe); err != nil {
+		return err
+	}
+	if err := register(s.reg, rpc.MethodUnsubscribe, rpc.RoleViewer, s.unsubscribe); err != nil {
+		return err
+	}
+	s.reg.methods[rpc.MethodSubscribe].wsOnly = true
+	s.reg.methods[rpc.MethodUnsubscribe].wsOnly = true
+	return nil
+}
+
+// authorizeStream checks that the caller may read stream.
+func (s *Server) authorizeStream(ctx context.Context, stream string) error {
+	id, ok := strings.CutPrefix(stream, "project:")
+	if !ok {
+		return rpc.NewError(rpc.CodeInvalidParams, "unknown stream %q; streams are named project:<id>", truncate(stream, 100))
+	}
+	_, _, err := s.cfg.Projects.Open(ctx, principalFrom(ctx).UserID, id)
+	return err
+}
+
+func (s *Server) subscribe(ctx context.Context, p rpc.SubscribeParams) (rpc.Subscription, error) {
+	sc := sessionFrom(ctx)
+	if err := s.authorizeStream(ctx, p.Stream); err != nil {
+		return rpc.Subscription{}, err
+	}
+	ss := sc.sess
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if len(ss.subs) >= wsMaxSubs {
+		return rpc.Subscription{}, rpc.NewError(rpc.CodeRateLimited, "at most %d subscriptions per connection; unsubscribe first", wsMaxSubs)
+	}
+	sub, err := s.cfg.Bus.Subscribe(p.Stream, p.AfterID, wsEventBuffer)
+	if err != nil {
+		return rpc.Subscription{}, rpc.NewError(rpc.CodeUnavailable, "%v", err)
+	}
+	ss.nextSub++
+	ws := &wsSub{id: fmt.Sprintf("sub-%d", ss.nextSub), sub: sub, after: p.AfterID, start: make(chan struct{})}
+	ss.subs[ws.id] = ws
+	*sc.pending = append(*sc.pending, ws)
+	// The forwarder belongs to the session, not to this call: it outlives the call's
+	// context and ends with the session or the subscription.
+	sessCtx := context.WithoutCancel(ctx)
+	ss.wg.Go(func() { ss.forward(sessCtx, ws) })
+	last := s.cfg.Bus.LastID(p.Stream)
+	return rpc.Subscription{Subscription: ws.id, Stream: p.Stream, LastID: last}, nil
+}
+
+func (s *Server) unsubscribe(ctx context.Context, p rpc.UnsubscribeParams) (rpc.Empty, error) {
+	ss := sessionFrom(ctx).sess
+	ss.mu.Lock()
+	ws, ok := ss.subs[p.Subscription]
+	delete(ss.subs, p.Subscription)
+	ss.mu.Unlock()
+	if !ok {
+		return rpc.Empty{}, rpc.NewError(rpc.CodeNotFound, "no subscription %q on this connection", truncate(p.Subscription, 100))
+	}
+	ws.sub.Close()
+	return rpc.Empty{}, nil
+}
+
+// connTracker remembers open WebSockets so shutdown can tell them to go away.
+type connTracker struct {
+	mu    sync.Mutex
+	conns map[*websocket.Conn]struct{}
+}
+
+func newConnTracker() *connTracker {
+	return &connTracker{conns: make(map[*websocket.Conn]struct{})}
+}
+
+func (t *connTracker) add(c *websocket.Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.conns[c] = struct{}{}
+}
+
+func (t *connTracker) remove(c *websocket.Conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.conns, c)
+}
+
+func (t *connTracker) closeAll() {
+	t.mu.Lock()
+	conns := make([]*websocket.Conn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, c := range conns {
+		wg.Go(func() { _ = c.Close(websocket.StatusGoingAway, "cdsd is shutting down") })
+	}
+	wg.Wait()
+}
+
+// wait returns when every WebSocket handler has finished or ctx ends.
+func (t *connTracker) wait(ctx context.Context) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		t.mu.Lock()
+		n := len(t.conns)
+		t.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
