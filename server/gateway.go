@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/cyberdevstudio/cds/server/rpc"
@@ -44,13 +45,13 @@ func (s *Server) handleRPC(w http.ResponseWriter, r *http.Request) {
 	case len(responses) == 0:
 		w.WriteHeader(http.StatusNoContent)
 	case msg.Batch:
-		writeJSON(w, http.StatusOK, responses)
+		writeRaw(w, http.StatusOK, rpc.AppendResponses(nil, responses))
 	default:
 		status := http.StatusOK
 		if responses[0].Error != nil {
 			status = rpc.HTTPStatus(responses[0].Error.Code)
 		}
-		writeJSON(w, status, responses[0])
+		writeRaw(w, status, rpc.AppendResponse(nil, responses[0]))
 	}
 }
 
@@ -148,9 +149,20 @@ func (s *Server) toRPCError(ctx context.Context, method string, err error) *rpc.
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
+	b, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, "encode response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	writeRaw(w, status, b)
+}
+
+func writeRaw(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(body)+1))
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v) // a write error means the client left
+	_, _ = w.Write(append(body, '\n')) // a write error means the client left
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -40,7 +41,9 @@ type method struct {
 	// wsOnly methods need a WebSocket connection (subscriptions).
 	wsOnly bool
 	params *jsonschema.Schema
-	call   func(ctx context.Context, params json.RawMessage) (any, error)
+	// paramType is the Go type the params decode into (checked against the schema).
+	paramType reflect.Type
+	call      func(ctx context.Context, params json.RawMessage) (any, error)
 }
 
 // Registry holds the methods cdsd serves. Every method declares its params and
@@ -92,9 +95,10 @@ func register[P, R any](r *Registry, name string, minRole rpc.Role, fn func(ctx 
 		return fmt.Errorf("method %s: %w", name, err)
 	}
 	r.methods[name] = &method{
-		doc:     doc,
-		minRole: minRole,
-		params:  schema,
+		doc:       doc,
+		minRole:   minRole,
+		params:    schema,
+		paramType: reflect.TypeFor[P](),
 		call: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var p P
 			if err := json.Unmarshal(raw, &p); err != nil {

@@ -136,9 +136,9 @@ func (ss *wsSession) handleMessage(ctx context.Context, data []byte) {
 	switch {
 	case len(responses) == 0:
 	case msg.Batch:
-		ss.send(ctx, mustJSON(responses))
+		ss.send(ctx, rpc.AppendResponses(nil, responses))
 	default:
-		ss.send(ctx, mustJSON(responses[0]))
+		ss.send(ctx, rpc.AppendResponse(nil, responses[0]))
 	}
 	for _, sub := range pending {
 		close(sub.start)
@@ -356,15 +356,18 @@ func (t *connTracker) closeAll() {
 	wg.Wait()
 }
 
+func (t *connTracker) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
+}
+
 // wait returns when every WebSocket handler has finished or ctx ends.
 func (t *connTracker) wait(ctx context.Context) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		t.mu.Lock()
-		n := len(t.conns)
-		t.mu.Unlock()
-		if n == 0 {
+		if t.count() == 0 {
 			return
 		}
 		select {

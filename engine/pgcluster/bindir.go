@@ -18,8 +18,8 @@ var ErrNoServer = errors.New("no PostgreSQL server binaries found (tried pg_conf
 	"/usr/lib/postgresql/*/bin and PATH); install the PostgreSQL server package")
 
 // debianBinGlob matches the per-version binary directories of Debian and Ubuntu packages,
-// which are not on PATH by default.
-const debianBinGlob = "/usr/lib/postgresql/*/bin"
+// which are not on PATH by default. A variable so that tests can move it.
+var debianBinGlob = "/usr/lib/postgresql/*/bin"
 
 // FindBinDir returns the directory holding the PostgreSQL server binaries initdb and
 // postgres. It asks pg_config --bindir first (the installation the machine's tools agree

@@ -29,8 +29,8 @@
 // the directories of t.TempDir are mode 0700. Then the cluster's real directory is
 // /var/lib/cds-postgres/HASH (HASH being the start of sha256 of the absolute DIR), created
 // for the user with mode 0700, and DIR becomes a symlink to it. A DIR that already is a
-// symlink is followed, so later runs find the same data. Removing DIR removes only the
-// symlink; the data stays under /var/lib/cds-postgres.
+// symlink is followed, so later runs find the same data. Removing DIR by hand removes
+// only the symlink and leaves the data under /var/lib/cds-postgres; Remove deletes both.
 package pgcluster
 
 import (
@@ -39,6 +39,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -46,6 +47,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -105,6 +107,10 @@ type Cluster struct {
 	exited chan struct{} // closed once the postmaster has been reaped
 	// waitErr is the postmaster's exit status; written before exited is closed.
 	waitErr error
+
+	// ready and stopping tell the process's waiter whether an exit is news worth logging.
+	ready    atomic.Bool
+	stopping atomic.Bool
 
 	stopMu  sync.Mutex
 	stopped bool
@@ -170,10 +176,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if real != dir {
 		c.logger.Info("cluster data lives outside the cluster dir", "user", acct.name, "data", real)
 	}
-	if c.password, err = c.initialize(ctx, binDir, acct, opts.Ephemeral); err != nil {
+	if c.sockDir, err = socketDir(dir, real, acct); err != nil {
 		return nil, err
 	}
-	if c.sockDir, err = socketDir(dir, real, acct); err != nil {
+	if c.password, err = c.initialize(ctx, binDir, acct, opts.Ephemeral); err != nil {
 		return nil, err
 	}
 	c.clearStalePID()
@@ -184,6 +190,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := c.waitReady(ctx); err != nil {
 		return nil, &StartError{Dir: dir, LogTail: c.logTail(offset), Err: err}
 	}
+	c.ready.Store(true)
 	c.logger.Info("PostgreSQL cluster ready", "pid", c.pid, "user", acct.name, "socket_dir", c.sockDir)
 	return c, nil
 }
@@ -222,6 +229,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		return nil
 	}
 	c.stopped = true
+	c.stopping.Store(true)
 	defer c.removeSharedSocketDir()
 
 	select {
@@ -253,6 +261,39 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	c.logger.Warn("PostgreSQL ignores SIGQUIT; killing it")
 	c.kill()
 	return fmt.Errorf("stop PostgreSQL: killed after %w", cause)
+}
+
+// Remove deletes the stopped cluster in dir: the directory and, when dir is a symlink into
+// /var/lib/cds-postgres made by Start as root, the data it links to. A symlink to any
+// other place is removed without its target. Removing dir by hand would leave such data
+// behind, which matters for tests that run as root in t.TempDir. Remove refuses a cluster
+// whose server is running.
+func Remove(dir string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("resolve cluster dir: %w", err)
+	}
+	real := dir
+	if fi, err := os.Lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+		real = ""
+		if target, err := filepath.EvalSymlinks(dir); err == nil && filepath.Dir(target) == fallbackRoot {
+			real = target
+		}
+	}
+	if real != "" {
+		if pid := lockPID(filepath.Join(real, dataName)); pid != 0 {
+			if program, alive := processName(pid); alive && (program == "postgres" || program == "postmaster" || program == "") {
+				return fmt.Errorf("cluster in %s is running (PID %d); stop it first", dir, pid)
+			}
+		}
+		if err := os.RemoveAll(real); err != nil {
+			return fmt.Errorf("remove cluster: %w", err)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("remove cluster dir: %w", err)
+	}
+	return nil
 }
 
 // signal sends sig to the postmaster, which passes shutdown requests on to its children.

@@ -133,6 +133,10 @@ func (c *Cluster) launch(binDir string, acct account, ephemeral bool) (int64, er
 	c.exited = make(chan struct{})
 	onExit := func(err error) {
 		c.waitErr = err
+		// Start reports exits before ready itself; Stop expects the exit.
+		if c.ready.Load() && !c.stopping.Load() {
+			c.logger.Error("PostgreSQL exited unexpectedly", "err", err)
+		}
 		close(c.exited)
 	}
 	if err := startLocked(cmd, onExit); err != nil {
@@ -166,31 +170,50 @@ func startLocked(cmd *exec.Cmd, onExit func(error)) error {
 // PID reused after a crash by another process of the cluster user (common in containers,
 // where PIDs are small and repeat) would make it refuse to start.
 func (c *Cluster) clearStalePID() {
-	path := filepath.Join(c.real, dataName, "postmaster.pid")
-	b, err := os.ReadFile(path)
-	if err != nil {
+	data := filepath.Join(c.real, dataName)
+	pid := lockPID(data)
+	if pid == 0 {
+		return // no lock file, or one postgres reports as malformed itself.
+	}
+	program, alive := processName(pid)
+	if !alive || program == "postgres" || program == "postmaster" {
+		// Dead: postgres handles it. Postgres: possibly a running server of this cluster,
+		// whose lock must stand. (An unreadable name counts as alive and is left alone.)
 		return
+	}
+	c.logger.Warn("removing stale postmaster.pid; its PID now belongs to another program",
+		"pid", pid, "program", program)
+	if err := os.Remove(filepath.Join(data, "postmaster.pid")); err != nil {
+		c.logger.Warn("cannot remove stale postmaster.pid", "err", err)
+	}
+}
+
+// lockPID returns the PID in the postmaster.pid of the data directory data, 0 when there
+// is none or it is malformed.
+func lockPID(data string) int {
+	b, err := os.ReadFile(filepath.Join(data, "postmaster.pid"))
+	if err != nil {
+		return 0
 	}
 	first, _, _ := strings.Cut(string(b), "\n")
 	pid, err := strconv.Atoi(strings.TrimSpace(first))
 	if err != nil || pid <= 0 {
-		return // postgres reports a malformed lock file itself.
+		return 0
 	}
-	if err := syscall.Kill(pid, 0); err != nil && errors.Is(err, syscall.ESRCH) {
-		return // dead: postgres handles it.
+	return pid
+}
+
+// processName returns the command name of process pid and whether the process exists.
+// The name is empty when it cannot be read.
+func processName(pid int) (string, bool) {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return "", false
 	}
 	comm, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
 	if err != nil {
-		return
+		return "", true
 	}
-	if name := strings.TrimSpace(string(comm)); name == "postgres" || name == "postmaster" {
-		return // possibly a running server of this cluster: its lock must stand.
-	}
-	c.logger.Warn("removing stale postmaster.pid; its PID now belongs to another program",
-		"pid", pid, "program", strings.TrimSpace(string(comm)))
-	if err := os.Remove(path); err != nil {
-		c.logger.Warn("cannot remove stale postmaster.pid", "err", err)
-	}
+	return strings.TrimSpace(string(comm)), true
 }
 
 // openLog opens the server log for appending, owned by the cluster user so that a later

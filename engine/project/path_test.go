@@ -2,6 +2,7 @@ package project_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -66,6 +67,9 @@ func TestCleanPath(t *testing.T) {
 			}
 			if pe.Path != tt.path || !strings.Contains(pe.Reason, tt.reason) {
 				t.Errorf("PathError = {%q, %q}, want the path and a reason mentioning %q", pe.Path, pe.Reason, tt.reason)
+			}
+			if msg := err.Error(); !strings.Contains(msg, fmt.Sprintf("%q", tt.path)) || !strings.Contains(msg, pe.Reason) {
+				t.Errorf("Error() = %q, want the quoted path and the reason", msg)
 			}
 		})
 	}

@@ -341,7 +341,8 @@ func (s *Service) Delete(ctx context.Context, userID int64, projectID string) er
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("delete project %s: commit: %w", id, err)
 	}
-	s.collectBlobs(ctx, blobs)
+	// The project is gone; finish the clean-up even if the caller stops waiting.
+	s.collectBlobs(context.WithoutCancel(ctx), blobs)
 
 	mu := s.wcLock(id)
 	mu.Lock()

@@ -2,6 +2,8 @@ package project_test
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -234,4 +236,75 @@ func BenchmarkReadFile(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestUniqueIndexCatchesConcurrentCreate races a create against a writer that does
+// not take the project lock (another version of cdsd, say): the partial unique index
+// decides, and the loser gets a *ConflictError carrying the winner's file.
+func TestUniqueIndexCatchesConcurrentCreate(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	p := e.create(t, "p")
+	e.save(t, p.ID, "seed.txt", "seed", 0) // Its blob is reused below.
+
+	other, err := e.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Rollback(context.WithoutCancel(ctx))
+	if _, err := other.Exec(ctx, `
+		INSERT INTO project_files (project_id, path, head_revision, blob_sha256, size)
+		SELECT project_id, 'race.txt', 1, blob_sha256, size FROM project_files WHERE path = 'seed.txt'`); err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.svc.SaveFile(ctx, e.alice, p.ID, "race.txt", []byte("mine"), 0)
+		done <- err
+	}()
+	// Wait until the save waits for the other transaction's index entry.
+	for waiting := 0; waiting == 0; {
+		select {
+		case err := <-done:
+			t.Fatalf("SaveFile returned %v before it waited for the other transaction", err)
+		default:
+		}
+		waiting = e.count(t, `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO project_files%'`)
+	}
+	if err := other.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ce := wantConflict(t, <-done, "race.txt", 1, false)
+	if ce.Current.SHA256 != sha256.Sum256([]byte("seed")) {
+		t.Errorf("conflict Current = %+v, want the winner's content", ce.Current)
+	}
+	if got := tree(t, e.svc.WorkingCopy(p.ID)); len(got) != 1 {
+		t.Errorf("working copy = %v, want only seed.txt (no temporary file)", got)
+	}
+}
+
+// TestRecreateSkipsUnrepresentableFiles checks that a file the working copy cannot
+// hold (left by data from before the clash check) does not make the project unusable.
+func TestRecreateSkipsUnrepresentableFiles(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	p := e.create(t, "p")
+	e.save(t, p.ID, "a", "file a", 0)
+	if _, err := e.db.Exec(ctx, `
+		INSERT INTO project_files (project_id, path, head_revision, blob_sha256, size)
+		SELECT project_id, 'a/b', 1, blob_sha256, size FROM project_files WHERE path = 'a'`); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(e.svc.WorkingCopy(p.ID)); err != nil {
+		t.Fatal(err)
+	}
+	_, files, err := e.svc.Open(ctx, e.alice, p.ID)
+	if err != nil || len(files) != 2 {
+		t.Fatalf("Open = %+v, %v; want both files listed", files, err)
+	}
+	if got := tree(t, e.svc.WorkingCopy(p.ID)); len(got) != 1 || got["a"] != "file a" {
+		t.Fatalf("working copy = %v, want only a", got)
+	}
 }

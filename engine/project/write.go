@@ -75,6 +75,8 @@ func (s *Service) write(ctx context.Context, userID int64, projectID string, fn 
 		}
 		var live *errLiveExists
 		if errors.As(err, &live) {
+			// Give the connection back first: liveConflict needs one of its own.
+			_ = tx.Rollback(ctx) // The error that matters is the conflict.
 			return File{}, s.liveConflict(ctx, id, live.path)
 		}
 		return File{}, err

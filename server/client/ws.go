@@ -20,7 +20,9 @@ import (
 
 // NotificationBuffer is how many notifications a Conn holds for a reader that is
 // behind. Past it, a subscription's further events are dropped and replaced by one
-// events.resync notification, the same signal the server sends when it drops events.
+// events.resync notification whose LastID is the last event delivered, the signal
+// the server sends when a subscriber lags: unsubscribe, reload the state, and
+// subscribe again with that id as afterID.
 const NotificationBuffer = 1024
 
 // ErrConnClosed is Conn.Err after Close.

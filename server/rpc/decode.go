@@ -34,13 +34,14 @@ var null = json.RawMessage("null")
 // maxBatch bounds the number of entries of a batch (0 means no limit).
 func Decode(body []byte, maxBatch int) (Message, *Error) {
 	body = bytes.TrimSpace(body)
-	if !json.Valid(body) {
+	if len(body) == 0 {
 		return Message{}, parseError(body)
 	}
-	if len(body) > 0 && body[0] == '[' {
+	switch body[0] {
+	case '[':
 		var entries []json.RawMessage
 		if err := json.Unmarshal(body, &entries); err != nil {
-			return Message{}, NewError(CodeParseError, "%v", err)
+			return Message{}, parseError(body)
 		}
 		if len(entries) == 0 {
 			return Message{}, NewError(CodeInvalidRequest, "empty batch: send at least one request object")
@@ -53,6 +54,17 @@ func Decode(body []byte, maxBatch int) (Message, *Error) {
 			msg.Calls[i] = decodeCall(e)
 		}
 		return msg, nil
+	case '{':
+		// One pass validates and splits the object; a syntax error anywhere in the
+		// body surfaces here as a parse error.
+		var w wireRequest
+		if err := json.Unmarshal(body, &w); err != nil {
+			return Message{}, parseError(body)
+		}
+		return Message{Calls: []Call{checkCall(w)}}, nil
+	}
+	if !json.Valid(body) {
+		return Message{}, parseError(body)
 	}
 	return Message{Calls: []Call{decodeCall(body)}}, nil
 }
@@ -73,6 +85,11 @@ func decodeCall(raw json.RawMessage) Call {
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return Call{Err: NewError(CodeInvalidRequest, "%v", err), ID: null}
 	}
+	return checkCall(w)
+}
+
+// checkCall validates the members of one request object.
+func checkCall(w wireRequest) Call {
 	// The id is read first so that every other error can be answered with it.
 	id := null
 	if w.ID != nil {
@@ -86,17 +103,16 @@ func decodeCall(raw json.RawMessage) Call {
 	fail := func(format string, args ...any) Call {
 		return Call{Err: NewError(CodeInvalidRequest, format, args...), ID: id}
 	}
-	var version string
-	if w.JSONRPC == nil || json.Unmarshal(w.JSONRPC, &version) != nil || version != Version {
+	if w.JSONRPC == nil || jsonString(w.JSONRPC) != Version {
 		return fail(`member "jsonrpc" must be exactly "2.0"`)
 	}
-	var method string
 	if w.Method == nil {
 		return fail(`member "method" is missing`)
 	}
-	if err := json.Unmarshal(w.Method, &method); err != nil {
+	if w.Method[0] != '"' {
 		return fail(`member "method" must be a string, got %s`, jsonKind(w.Method))
 	}
+	method := jsonString(w.Method)
 	if method == "" {
 		return fail(`member "method" is empty`)
 	}
@@ -104,6 +120,19 @@ func decodeCall(raw json.RawMessage) Call {
 		return fail(`member "params" must be an object or an array, got %s`, jsonKind(w.Params))
 	}
 	return Call{Request: &Request{JSONRPC: Version, ID: w.ID, Method: method, Params: w.Params}, ID: id}
+}
+
+// jsonString decodes a raw JSON string, taking the fast path when it has no escapes;
+// it returns "" for anything that is not a string.
+func jsonString(raw json.RawMessage) string {
+	if len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1])
+	}
+	var s string
+	if json.Unmarshal(raw, &s) != nil {
+		return ""
+	}
+	return s
 }
 
 // jsonKind names the JSON type of a raw value for error messages.

@@ -158,3 +158,27 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func TestAppendResponse(t *testing.T) {
+	tests := []struct {
+		name string
+		in   Response
+		want string
+	}{
+		{"result", Response{ID: json.RawMessage(`1`), Result: json.RawMessage(`{"a":1}`)}, `{"jsonrpc":"2.0","id":1,"result":{"a":1}}`},
+		{"null result", Response{ID: json.RawMessage(`"x"`)}, `{"jsonrpc":"2.0","id":"x","result":null}`},
+		{"error without id", Response{Error: NewError(CodeNotFound, "gone")}, `{"jsonrpc":"2.0","id":null,"error":{"code":-32003,"message":"Not found","data":{"detail":"gone"}}}`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(AppendResponse(nil, tc.in)); got != tc.want {
+				t.Fatalf("got %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+	batch := AppendResponses(nil, []Response{tests[0].in, tests[2].in})
+	var out []Response
+	if err := json.Unmarshal(batch, &out); err != nil || len(out) != 2 || out[1].Error.Code != CodeNotFound {
+		t.Fatalf("batch %s: %v", batch, err)
+	}
+}

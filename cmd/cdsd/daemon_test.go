@@ -1,0 +1,220 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cyberdevstudio/cds/engine/store/storetest"
+	"github.com/cyberdevstudio/cds/server/client"
+)
+
+func TestMain(m *testing.M) { os.Exit(storetest.Run(m)) }
+
+// syncBuffer is a bytes.Buffer safe for the daemon goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type daemon struct {
+	addr   string
+	stdout *syncBuffer
+	stderr *syncBuffer
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// start runs cdsd in-process and waits until it is ready.
+func start(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{addr: freeAddr(t), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	go func() { d.done <- run(ctx, append([]string{"--listen", d.addr}, args...), d.stdout, d.stderr) }()
+	c := d.client(t)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		if r, err := c.Ready(t.Context()); err == nil && r.Status == "ready" {
+			return d
+		}
+		select {
+		case err := <-d.done:
+			t.Fatalf("cdsd exited before ready: %v\n%s", err, d.stderr)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cdsd not ready\n%s", d.stderr)
+		}
+	}
+}
+
+func (d *daemon) client(t *testing.T) *client.Client {
+	c, err := client.New(d.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (d *daemon) stop(t *testing.T) {
+	t.Helper()
+	d.cancel()
+	if err := <-d.done; err != nil {
+		t.Fatalf("cdsd: %v\n%s", err, d.stderr)
+	}
+}
+
+// TestEmbeddedRestartKeepsData starts cdsd on its own PostgreSQL, creates a project,
+// checks that a second daemon on the same data dir is refused, stops, starts again
+// and finds the project.
+func TestEmbeddedRestartKeepsData(t *testing.T) {
+	dataDir := t.TempDir()
+	d := start(t, "--data-dir", dataDir)
+	if !strings.Contains(d.stdout.String(), "cds --server http://"+d.addr+" status") {
+		t.Errorf("banner does not say how to use cds:\n%s", d.stdout)
+	}
+	c := d.client(t)
+	st, err := c.SystemStatus(t.Context())
+	if err != nil || !st.Database.Embedded || !st.Database.OK {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	p, err := c.ProjectCreate(t.Context(), "kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	err = run(t.Context(), []string{"--listen", freeAddr(t), "--data-dir", dataDir}, &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "in use by another cdsd") {
+		t.Fatalf("second daemon on the same data dir: %v", err)
+	}
+	d.stop(t)
+	if !strings.Contains(d.stderr.String(), "embedded PostgreSQL stopped") {
+		t.Errorf("no clean database stop in the log:\n%s", d.stderr)
+	}
+
+	d = start(t, "--data-dir", dataDir)
+	defer d.stop(t)
+	ps, err := d.client(t).ProjectList(t.Context())
+	if err != nil || len(ps) != 1 || ps[0].ID != p.ID {
+		t.Fatalf("after restart: %+v %v", ps, err)
+	}
+}
+
+func TestExternalDatabase(t *testing.T) {
+	d := start(t, "--data-dir", t.TempDir(), "--database-url", storetest.NewURL(t), "--log-format", "json", "--dev-user", "alice")
+	defer d.stop(t)
+	st, err := d.client(t).SystemStatus(t.Context())
+	if err != nil || st.Database.Embedded || !st.Database.OK {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	if !strings.Contains(d.stderr.String(), `"msg":"cdsd listening"`) {
+		t.Errorf("log is not JSON:\n%s", d.stderr)
+	}
+}
+
+func TestConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantErr string
+		check   func(t *testing.T, c config)
+	}{
+		{name: "defaults", env: map[string]string{"XDG_DATA_HOME": "/x"}, check: func(t *testing.T, c config) {
+			if c.listen != "127.0.0.1:6813" || c.dataDir != "/x/cds" || c.logFormat != "text" || c.devUser != "dev" {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{name: "env supplies defaults", env: map[string]string{"CDS_LISTEN": "127.0.0.1:7000", "CDS_LOG_LEVEL": "debug", "CDS_DATA_DIR": "/d"}, check: func(t *testing.T, c config) {
+			if c.listen != "127.0.0.1:7000" || c.logLevel.String() != "DEBUG" || c.dataDir != "/d" {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{name: "flags beat env", args: []string{"--listen", "127.0.0.1:7001"}, env: map[string]string{"CDS_LISTEN": "127.0.0.1:7000"}, check: func(t *testing.T, c config) {
+			if c.listen != "127.0.0.1:7001" {
+				t.Fatalf("%+v", c)
+			}
+		}},
+		{name: "relative data dir made absolute", args: []string{"--data-dir", "rel"}, check: func(t *testing.T, c config) {
+			if !filepath.IsAbs(c.dataDir) {
+				t.Fatalf("%q", c.dataDir)
+			}
+		}},
+		{name: "bad level", args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
+		{name: "bad format", args: []string{"--log-format", "xml"}, wantErr: "--log-format"},
+		{name: "bad listen", args: []string{"--listen", "6813"}, wantErr: "--listen"},
+		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
+		{name: "unknown flag", args: []string{"--nope"}, wantErr: "not defined"},
+		{name: "empty dev user", args: []string{"--dev-user", " "}, wantErr: "--dev-user"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, k := range []string{"CDS_LISTEN", "CDS_DATA_DIR", "CDS_DATABASE_URL", "CDS_LOG_LEVEL", "CDS_LOG_FORMAT", "CDS_DEV_USER"} {
+				t.Setenv(k, "")
+			}
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			c, err := parseConfig(tc.args, &bytes.Buffer{})
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, c)
+		})
+	}
+}
+
+func TestHelpAndVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"--help"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Usage: cdsd", "-listen", "CDS_DATABASE_URL", "embedded"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+	out.Reset()
+	if err := run(t.Context(), []string{"--version"}, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "cdsd ") {
+		t.Fatalf("version: %q %v", out.String(), err)
+	}
+	if err := run(t.Context(), []string{"--listen", "bad"}, &out, &errOut); err == nil || errors.Is(err, errHelp) {
+		t.Fatalf("bad flag accepted: %v", err)
+	}
+}
