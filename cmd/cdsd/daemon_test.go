@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cyberdevstudio/cds/engine/pgcluster"
 	"github.com/cyberdevstudio/cds/engine/store/storetest"
 	"github.com/cyberdevstudio/cds/server/client"
 )
@@ -99,6 +100,8 @@ func (d *daemon) stop(t *testing.T) {
 // and finds the project.
 func TestEmbeddedRestartKeepsData(t *testing.T) {
 	dataDir := t.TempDir()
+	// Running as root, the cluster's data lives outside the 0700 temp dir.
+	t.Cleanup(func() { _ = pgcluster.Remove(filepath.Join(dataDir, "postgres")) })
 	d := start(t, "--data-dir", dataDir)
 	if !strings.Contains(d.stdout.String(), "cds --server http://"+d.addr+" status") {
 		t.Errorf("banner does not say how to use cds:\n%s", d.stdout)

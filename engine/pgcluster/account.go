@@ -193,11 +193,12 @@ func accountOf(u *user.User) (account, error) {
 // a symlink, or, when the account cannot reach dir, a directory under fallbackRoot that
 // dir is turned into a symlink to.
 func prepareDir(dir string, a account) (string, error) {
-	real := dir
+	home := dir
 	fi, err := os.Lstat(dir)
+	isLink := err == nil && fi.Mode()&fs.ModeSymlink != 0
 	switch {
-	case err == nil && fi.Mode()&fs.ModeSymlink != 0:
-		if real, err = filepath.EvalSymlinks(dir); err != nil {
+	case isLink:
+		if home, err = filepath.EvalSymlinks(dir); err != nil {
 			return "", fmt.Errorf("follow cluster dir symlink %s: %w", dir, err)
 		}
 	case err == nil && !fi.IsDir():
@@ -206,37 +207,47 @@ func prepareDir(dir string, a account) (string, error) {
 		return "", fmt.Errorf("inspect cluster dir: %w", err)
 	}
 	// Ancestors we create must be traversable by the cluster user, hence 0755.
-	if err := os.MkdirAll(filepath.Dir(real), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(home), 0o755); err != nil {
 		return "", fmt.Errorf("create parent of cluster dir: %w", err)
 	}
-	if parent, err := filepath.EvalSymlinks(filepath.Dir(real)); err == nil {
-		real = filepath.Join(parent, filepath.Base(real))
+	// A non-root process is the cluster user: what it can create, postgres can reach.
+	if a.cred == nil {
+		return home, mkdirPrivate(home, a)
 	}
-
-	ok, blocker, err := a.reachable(real)
+	// The user needs to traverse the directories the path really runs through.
+	check := home
+	if parent, err := filepath.EvalSymlinks(filepath.Dir(home)); err == nil {
+		check = filepath.Join(parent, filepath.Base(home))
+	}
+	ok, blocker, err := a.reachable(check)
 	if err != nil {
 		return "", fmt.Errorf("check access to cluster dir: %w", err)
 	}
 	if !ok {
-		if real != dir {
+		if isLink {
 			return "", fmt.Errorf("cluster dir %s links to %s, but user %s cannot traverse %s",
-				dir, real, a.name, blocker)
+				dir, home, a.name, blocker)
 		}
-		if real, err = linkFallback(dir, a, blocker); err != nil {
+		if home, err = linkFallback(dir, a, blocker); err != nil {
 			return "", err
 		}
 	}
 
-	if err := os.Mkdir(real, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-		return "", fmt.Errorf("create cluster dir: %w", err)
+	return home, mkdirPrivate(home, a)
+}
+
+// mkdirPrivate creates the directory dir when missing and makes it the account's alone.
+func mkdirPrivate(dir string, a account) error {
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("create cluster dir: %w", err)
 	}
-	if err := a.chown(real); err != nil {
-		return "", err
+	if err := a.chown(dir); err != nil {
+		return err
 	}
-	if err := os.Chmod(real, 0o700); err != nil {
-		return "", fmt.Errorf("restrict cluster dir: %w", err)
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("restrict cluster dir: %w", err)
 	}
-	return real, nil
+	return nil
 }
 
 // linkFallback moves the cluster of dir to a private directory under fallbackRoot, named
@@ -244,30 +255,30 @@ func prepareDir(dir string, a account) (string, error) {
 // symlink to it. dir must not exist or be an empty directory.
 func linkFallback(dir string, a account, blocker string) (string, error) {
 	sum := sha256.Sum256([]byte(dir))
-	real := filepath.Join(fallbackRoot, hex.EncodeToString(sum[:])[:16])
+	home := filepath.Join(fallbackRoot, hex.EncodeToString(sum[:])[:16])
 	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		// Only an empty directory can be replaced without losing anything.
 		return "", fmt.Errorf("user %s cannot traverse %s to reach cluster dir %s, "+
 			"and the dir is not empty so it cannot become a link to %s; "+
-			"make %s traversable (chmod o+x) or choose another dir: %w", a.name, blocker, dir, real, blocker, err)
+			"make %s traversable (chmod o+x) or choose another dir: %w", a.name, blocker, dir, home, blocker, err)
 	}
 	if err := os.MkdirAll(fallbackRoot, 0o755); err != nil {
 		return "", fmt.Errorf("create %s: %w", fallbackRoot, err)
 	}
-	if err := os.Mkdir(real, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+	if err := os.Mkdir(home, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return "", fmt.Errorf("create fallback cluster dir: %w", err)
 	}
-	if err := os.Symlink(real, dir); err != nil {
-		return "", fmt.Errorf("link cluster dir to %s: %w", real, err)
+	if err := os.Symlink(home, dir); err != nil {
+		return "", fmt.Errorf("link cluster dir to %s: %w", home, err)
 	}
-	return real, nil
+	return home, nil
 }
 
 // socketDir returns the private directory for the server's unix socket. It is run/ in
 // the cluster directory unless that path is too long for a unix socket address, then a
 // directory in os.TempDir named by a hash of the cluster directory.
-func socketDir(dir, real string, a account) (string, error) {
-	sock := filepath.Join(real, "run")
+func socketDir(dir, home string, a account) (string, error) {
+	sock := filepath.Join(home, "run")
 	shared := false
 	if len(filepath.Join(sock, socketName)) > maxSocketPath {
 		sum := sha256.Sum256([]byte(dir))

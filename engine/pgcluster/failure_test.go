@@ -360,7 +360,7 @@ func TestStartErrorMessage(t *testing.T) {
 // whose postgres is the real one.
 func wrappedBinDir(t *testing.T, script string) string {
 	t.Helper()
-	real, err := FindBinDir()
+	sysBin, err := FindBinDir()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,11 +368,11 @@ func wrappedBinDir(t *testing.T, script string) string {
 	if err := os.Mkdir(bin, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	body := "#!/bin/sh\n" + script + "\nexec " + filepath.Join(real, "initdb") + ` "$@"` + "\n"
+	body := "#!/bin/sh\n" + script + "\nexec " + filepath.Join(sysBin, "initdb") + ` "$@"` + "\n"
 	if err := os.WriteFile(filepath.Join(bin, "initdb"), []byte(body), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink(filepath.Join(real, "postgres"), filepath.Join(bin, "postgres")); err != nil {
+	if err := os.Symlink(filepath.Join(sysBin, "postgres"), filepath.Join(bin, "postgres")); err != nil {
 		t.Fatal(err)
 	}
 	return bin
@@ -387,7 +387,7 @@ func TestInitdbLocaleFallback(t *testing.T) {
 		wantErr     string
 	}{
 		{name: "C.UTF-8 missing", wantCollate: "C",
-			script: `case "$*" in *C.UTF-8*) echo "initdb: error: invalid locale name" >&2; exit 1;; esac`},
+			script: `case "$*" in *--locale=C.UTF-8*) echo "initdb: error: invalid locale name" >&2; exit 1;; esac`},
 		{name: "initdb broken", wantErr: "disk on fire",
 			script: `echo "initdb: error: disk on fire" >&2; exit 1`},
 	}
@@ -416,7 +416,7 @@ func TestInitdbLocaleFallback(t *testing.T) {
 
 func TestLogTail(t *testing.T) {
 	t.Parallel()
-	c := &Cluster{real: t.TempDir()}
+	c := &Cluster{home: t.TempDir()}
 	if got := c.logTail(0); got != "" {
 		t.Errorf("tail of a missing log = %q, want empty", got)
 	}
@@ -424,7 +424,7 @@ func TestLogTail(t *testing.T) {
 	for i := range 10000 { // over the 64 KiB that logTail reads
 		fmt.Fprintf(&b, "line %d\n", i)
 	}
-	if err := os.WriteFile(filepath.Join(c.real, logName), []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(c.home, logName), []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

@@ -98,7 +98,7 @@ type Options struct {
 // concurrent use.
 type Cluster struct {
 	dir      string // the directory the caller named, absolute
-	real     string // the directory that holds the cluster (dir, or its symlink target)
+	home     string // the directory that holds the cluster (dir, or its symlink target)
 	sockDir  string
 	password string
 	logger   *slog.Logger
@@ -168,31 +168,41 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	real, err := prepareDir(dir, acct)
+	home, err := prepareDir(dir, acct)
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{dir: dir, real: real, logger: logger.With("cluster", dir)}
-	if real != dir {
-		c.logger.Info("cluster data lives outside the cluster dir", "user", acct.name, "data", real)
+	c := &Cluster{dir: dir, home: home, logger: logger.With("cluster", dir)}
+	if home != dir {
+		c.logger.Info("cluster data lives outside the cluster dir", "user", acct.name, "data", home)
 	}
-	if c.sockDir, err = socketDir(dir, real, acct); err != nil {
+	if c.sockDir, err = socketDir(dir, home, acct); err != nil {
 		return nil, err
 	}
-	if c.password, err = c.initialize(ctx, binDir, acct, opts.Ephemeral); err != nil {
+	if err := c.run(ctx, binDir, acct, opts.Ephemeral); err != nil {
+		c.removeSharedSocketDir()
 		return nil, err
-	}
-	c.clearStalePID()
-	offset, err := c.launch(binDir, acct, opts.Ephemeral)
-	if err != nil {
-		return nil, err
-	}
-	if err := c.waitReady(ctx); err != nil {
-		return nil, &StartError{Dir: dir, LogTail: c.logTail(offset), Err: err}
 	}
 	c.ready.Store(true)
 	c.logger.Info("PostgreSQL cluster ready", "pid", c.pid, "user", acct.name, "socket_dir", c.sockDir)
 	return c, nil
+}
+
+// run initializes the cluster when needed, starts postgres and waits until it is ready.
+func (c *Cluster) run(ctx context.Context, binDir string, acct account, ephemeral bool) error {
+	var err error
+	if c.password, err = c.initialize(ctx, binDir, acct, ephemeral); err != nil {
+		return err
+	}
+	c.clearStalePID()
+	offset, err := c.launch(binDir, acct, ephemeral)
+	if err != nil {
+		return err
+	}
+	if err := c.waitReady(ctx); err != nil {
+		return &StartError{Dir: c.dir, LogTail: c.logTail(offset), Err: err}
+	}
+	return nil
 }
 
 // Dir returns the cluster directory as named in Options.Dir, made absolute.
@@ -273,20 +283,20 @@ func Remove(dir string) error {
 	if err != nil {
 		return fmt.Errorf("resolve cluster dir: %w", err)
 	}
-	real := dir
+	home := dir
 	if fi, err := os.Lstat(dir); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
-		real = ""
+		home = ""
 		if target, err := filepath.EvalSymlinks(dir); err == nil && filepath.Dir(target) == fallbackRoot {
-			real = target
+			home = target
 		}
 	}
-	if real != "" {
-		if pid := lockPID(filepath.Join(real, dataName)); pid != 0 {
+	if home != "" {
+		if pid := lockPID(filepath.Join(home, dataName)); pid != 0 {
 			if program, alive := processName(pid); alive && (program == "postgres" || program == "postmaster" || program == "") {
 				return fmt.Errorf("cluster in %s is running (PID %d); stop it first", dir, pid)
 			}
 		}
-		if err := os.RemoveAll(real); err != nil {
+		if err := os.RemoveAll(home); err != nil {
 			return fmt.Errorf("remove cluster: %w", err)
 		}
 	}
@@ -316,7 +326,7 @@ func (c *Cluster) kill() {
 // removeSharedSocketDir removes the socket directory when it is one in os.TempDir;
 // postgres has removed its socket and lock files by then.
 func (c *Cluster) removeSharedSocketDir() {
-	if !strings.HasPrefix(c.sockDir, c.real+string(filepath.Separator)) {
+	if !strings.HasPrefix(c.sockDir, c.home+string(filepath.Separator)) {
 		_ = os.Remove(c.sockDir)
 	}
 }

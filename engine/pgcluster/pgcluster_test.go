@@ -333,7 +333,7 @@ func TestRemove(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Remove: %v", err)
 			}
-			for _, path := range []string{dir, c.real} {
+			for _, path := range []string{dir, c.home} {
 				if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
 					t.Errorf("%s still exists after Remove: %v", path, err)
 				}

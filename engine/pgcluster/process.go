@@ -23,8 +23,8 @@ const logTailLines = 30
 // superuser password. initdb writes into a temporary directory that is renamed into place
 // only when it succeeded, so an interrupted initdb never leaves a half-made cluster.
 func (c *Cluster) initialize(ctx context.Context, binDir string, acct account, ephemeral bool) (string, error) {
-	data := filepath.Join(c.real, dataName)
-	pwPath := filepath.Join(c.real, passwordName)
+	data := filepath.Join(c.home, dataName)
+	pwPath := filepath.Join(c.home, passwordName)
 	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err == nil {
 		pw, err := os.ReadFile(pwPath)
 		if err != nil {
@@ -34,7 +34,7 @@ func (c *Cluster) initialize(ctx context.Context, binDir string, acct account, e
 		// not): postgres insists on owning its data directory.
 		if owned, err := acct.owns(data); err == nil && !owned {
 			c.logger.Info("giving the cluster to its user", "user", acct.name)
-			if err := acct.chownTree(c.real); err != nil {
+			if err := acct.chownTree(c.home); err != nil {
 				return "", err
 			}
 		}
@@ -93,7 +93,7 @@ func (c *Cluster) runInitdb(ctx context.Context, initdb string, args []string, a
 	}
 	defer logf.Close()
 	cmd := exec.CommandContext(ctx, initdb, args...)
-	cmd.Dir = c.real
+	cmd.Dir = c.home
 	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = acct.sysProcAttr(syscall.SIGKILL)
@@ -113,7 +113,7 @@ func (c *Cluster) launch(binDir string, acct account, ephemeral bool) (int64, er
 	defer logf.Close() // postgres has its own descriptor.
 	offset := c.logSize()
 	args := []string{
-		"-D", filepath.Join(c.real, dataName),
+		"-D", filepath.Join(c.home, dataName),
 		"-c", "listen_addresses=",
 		"-c", "port=" + strconv.Itoa(port),
 		"-c", "unix_socket_directories=" + quoteListItem(c.sockDir),
@@ -124,7 +124,7 @@ func (c *Cluster) launch(binDir string, acct account, ephemeral bool) (int64, er
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
 	cmd := exec.Command(filepath.Join(binDir, "postgres"), args...)
-	cmd.Dir = c.real
+	cmd.Dir = c.home
 	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// SIGQUIT is PostgreSQL's immediate shutdown: the postmaster takes its children down
@@ -170,7 +170,7 @@ func startLocked(cmd *exec.Cmd, onExit func(error)) error {
 // PID reused after a crash by another process of the cluster user (common in containers,
 // where PIDs are small and repeat) would make it refuse to start.
 func (c *Cluster) clearStalePID() {
-	data := filepath.Join(c.real, dataName)
+	data := filepath.Join(c.home, dataName)
 	pid := lockPID(data)
 	if pid == 0 {
 		return // no lock file, or one postgres reports as malformed itself.
@@ -219,7 +219,7 @@ func processName(pid int) (string, bool) {
 // openLog opens the server log for appending, owned by the cluster user so that a later
 // non-root run can still write it.
 func (c *Cluster) openLog(acct account) (*os.File, error) {
-	path := filepath.Join(c.real, logName)
+	path := filepath.Join(c.home, logName)
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open server log: %w", err)
@@ -233,7 +233,7 @@ func (c *Cluster) openLog(acct account) (*os.File, error) {
 
 // logSize returns the current size of the server log, 0 when it does not exist.
 func (c *Cluster) logSize() int64 {
-	fi, err := os.Stat(filepath.Join(c.real, logName))
+	fi, err := os.Stat(filepath.Join(c.home, logName))
 	if err != nil {
 		return 0
 	}
@@ -242,7 +242,7 @@ func (c *Cluster) logSize() int64 {
 
 // logTail returns the last lines written to the server log after offset.
 func (c *Cluster) logTail(offset int64) string {
-	f, err := os.Open(filepath.Join(c.real, logName))
+	f, err := os.Open(filepath.Join(c.home, logName))
 	if err != nil {
 		return ""
 	}

@@ -58,11 +58,11 @@ func TestTakesOverClusterOfAnotherUser(t *testing.T) {
 	// A cluster made while cdsd ran as another user: postgres would refuse a data
 	// directory it does not own.
 	dir := initialized(t)
-	real, err := filepath.EvalSymlinks(dir)
+	home, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := filepath.WalkDir(real, func(p string, _ fs.DirEntry, err error) error {
+	if err := filepath.WalkDir(home, func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
