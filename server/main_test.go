@@ -16,6 +16,7 @@ import (
 	"github.com/cyberdevstudio/cds/engine/project"
 	"github.com/cyberdevstudio/cds/engine/store"
 	"github.com/cyberdevstudio/cds/engine/store/storetest"
+	"github.com/cyberdevstudio/cds/migrations"
 	"github.com/cyberdevstudio/cds/server/client"
 	"github.com/cyberdevstudio/cds/server/rpc"
 )
@@ -62,8 +63,18 @@ func newEnv(t testing.TB, tweak ...func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wctx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		_ = env.projects.Watch(wctx)
+	}()
+	t.Cleanup(func() {
+		stopWatch()
+		<-watchDone
+	})
 	cfg := Config{
-		Logger: log, Store: st, Projects: env.projects, Bus: env.bus, Version: "test", Migrations: 1,
+		Logger: log, Store: st, Projects: env.projects, Bus: env.bus, Version: "test", Migrations: migrations.Count(),
 		Authenticate: func(r *http.Request) (Principal, error) {
 			role := rpc.RoleAdmin
 			if h := r.Header.Get(testUserHeader); h != "" {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cyberdevstudio/cds/migrations"
 	"github.com/cyberdevstudio/cds/server/client"
 	"github.com/cyberdevstudio/cds/server/rpc"
 )
@@ -160,7 +161,7 @@ func TestHealthReadyMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	r, err := env.client.Ready(ctx)
-	if err != nil || r.Status != "ready" || r.Migration != 1 {
+	if err != nil || r.Status != "ready" || r.Migration != migrations.Count() {
 		t.Fatalf("ready %+v %v", r, err)
 	}
 	st, err := env.client.SystemStatus(ctx)

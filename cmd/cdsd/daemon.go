@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -90,10 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("migrate database: %w", err)
 	}
-	nMigrations, err := countMigrations()
-	if err != nil {
-		return err
-	}
+	nMigrations := migrations.Count()
 	log.Info("database ready", "embedded", embedded, "migrations_applied", applied, "schema_version", nMigrations)
 
 	devUser, err := st.EnsureUser(ctx, cfg.devUser, string(rpc.RoleAdmin))
@@ -112,6 +108,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Watch keeps the project store's head cache in step with every writer; it
+	// stops before the database closes (defers run last-in, first-out).
+	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		_ = projects.Watch(watchCtx) // it only returns once watchCtx ends
+	}()
+	defer func() {
+		stopWatch()
+		<-watchDone
+	}()
 	srv, err := server.New(server.Config{
 		Logger:       log,
 		Store:        st,
@@ -154,15 +162,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func devAuthenticator(u store.User) server.Authenticator {
 	p := server.Principal{UserID: u.ID, Username: u.Username, Role: rpc.Role(u.Role)}
 	return func(*http.Request) (server.Principal, error) { return p, nil }
-}
-
-// countMigrations is the number of migration files the binary carries.
-func countMigrations() (int, error) {
-	files, err := fs.Glob(migrations.FS, "*.sql")
-	if err != nil {
-		return 0, fmt.Errorf("list migrations: %w", err)
-	}
-	return len(files), nil
 }
 
 // ensureDatabase creates the application database in a fresh embedded cluster.

@@ -1,6 +1,7 @@
 package project_test
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -48,7 +49,22 @@ func newEnv(t testing.TB, edit ...func(*project.Config)) *env {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	watch(t, e.svc)
 	return e
+}
+
+// watch runs svc.Watch, as cdsd does, so that every test also exercises the head
+// cache, until the test ends.
+func watch(t testing.TB, svc *project.Service) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Watch(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	})
 }
 
 // create creates a project of alice's.

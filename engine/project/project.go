@@ -79,6 +79,9 @@ type Service struct {
 	// another write's commit plus rename, or an older revision could land last.
 	wcLocks [64]sync.Mutex
 	seed    maphash.Seed
+
+	// cache holds hot file heads while Watch runs.
+	cache *headCache
 }
 
 // Project is a project.
@@ -161,6 +164,7 @@ func New(cfg Config) (*Service, error) {
 		publish: cfg.Publish,
 		log:     cfg.Logger,
 		seed:    maphash.MakeSeed(),
+		cache:   newHeadCache(),
 	}
 	if s.maxSize == 0 {
 		s.maxSize = DefaultMaxFileSize
@@ -341,6 +345,7 @@ func (s *Service) Delete(ctx context.Context, userID int64, projectID string) er
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("delete project %s: commit: %w", id, err)
 	}
+	s.cache.invalidate(id)
 	// The project is gone; finish the clean-up even if the caller stops waiting.
 	s.collectBlobs(context.WithoutCancel(ctx), blobs)
 

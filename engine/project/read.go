@@ -44,7 +44,8 @@ const readRevisionSQL = `
 // ReadFile returns a file and its content at a revision; revision 0 reads the head of
 // the live file. An older revision is read from the history of the file now at path
 // (or, if there is none, of the file most recently deleted there); its Path is the
-// path the file had at that revision. It makes one database round trip.
+// path the file had at that revision. It makes at most one database round trip;
+// while Watch runs, hot heads come from memory (see headCache).
 func (s *Service) ReadFile(ctx context.Context, userID int64, projectID, path string, revision int64) (File, []byte, error) {
 	path, err := CleanPath(path)
 	if err != nil {
@@ -63,7 +64,12 @@ func (s *Service) ReadFile(ctx context.Context, userID int64, projectID, path st
 		at      *time.Time
 		content []byte
 	)
+	var token cacheToken
 	if revision == 0 {
+		if f, content, ok := s.cache.get(id, path, userID); ok {
+			return f, content, nil
+		}
+		token = s.cache.token(id)
 		err = s.db.QueryRow(ctx, readHeadSQL, userID, id, path).
 			Scan(&fPath, &rev, &size, &sum, &at, &content)
 	} else {
@@ -88,6 +94,9 @@ func (s *Service) ReadFile(ctx context.Context, userID int64, projectID, path st
 	copy(f.SHA256[:], sum)
 	if content == nil {
 		content = []byte{} // A stored empty file, not a missing one.
+	}
+	if revision == 0 {
+		s.cache.put(token, id, userID, f, content)
 	}
 	return f, content, nil
 }

@@ -94,6 +94,9 @@ func (s *Service) write(ctx context.Context, userID int64, projectID string, fn 
 		}
 		return File{}, fmt.Errorf("commit: %w", err)
 	}
+	// The notification of this commit reaches Watch later; readers in this process
+	// must see the change now.
+	s.cache.invalidate(id)
 	if w.after != nil {
 		if err := w.after(); err != nil {
 			s.log.Error("update working copy", "project", id, "path", f.Path, "err", err)
