@@ -51,7 +51,8 @@ func (s *Server) handleRPC(w http.ResponseWriter, r *http.Request) {
 		if responses[0].Error != nil {
 			status = rpc.HTTPStatus(responses[0].Error.Code)
 		}
-		writeRaw(w, status, rpc.AppendResponse(nil, responses[0]))
+		buf := make([]byte, 0, len(responses[0].Result)+len(responses[0].ID)+64)
+		writeRaw(w, status, rpc.AppendResponse(buf, responses[0]))
 	}
 }
 
@@ -157,12 +158,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	writeRaw(w, status, b)
 }
 
+// Header values shared by every JSON answer; net/http only reads them.
+var (
+	headerJSON    = []string{"application/json"}
+	headerNoStore = []string{"no-store"}
+	headerNoSniff = []string{"nosniff"}
+)
+
 func writeRaw(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Length", strconv.Itoa(len(body)+1))
+	h["Content-Type"] = headerJSON
+	h["Cache-Control"] = headerNoStore
+	h["X-Content-Type-Options"] = headerNoSniff
+	h["Content-Length"] = []string{strconv.Itoa(len(body) + 1)}
 	w.WriteHeader(status)
 	_, _ = w.Write(append(body, '\n')) // a write error means the client left
 }
