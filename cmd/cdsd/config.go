@@ -12,6 +12,9 @@ import (
 	"strings"
 )
 
+// defaultListen is the API address of the seeds, on loopback only.
+const defaultListen = "127.0.0.1:6813"
+
 // version is stamped at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
@@ -35,7 +38,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs := flag.NewFlagSet("cdsd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	level := envOr("CDS_LOG_LEVEL", "info")
-	fs.StringVar(&c.listen, "listen", envOr("CDS_LISTEN", "127.0.0.1:6813"), "`address` to serve the API, WebSocket and web studio on (env CDS_LISTEN)")
+	fs.StringVar(&c.listen, "listen", envOr("CDS_LISTEN", defaultListen), "`address` to serve the API, WebSocket and web studio on (env CDS_LISTEN)")
 	fs.StringVar(&c.dataDir, "data-dir", envOr("CDS_DATA_DIR", defaultDataDir()), "`directory` for the embedded database, project working copies and state (env CDS_DATA_DIR)")
 	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("CDS_DATABASE_URL"), "PostgreSQL `URL` to use instead of the embedded cluster (env CDS_DATABASE_URL)")
 	fs.StringVar(&level, "log-level", level, "log `level`: debug, info, warn or error (env CDS_LOG_LEVEL)")

@@ -137,24 +137,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	url := "http://" + ln.Addr().String()
 	log.Info("cdsd listening", "url", url, "data_dir", cfg.dataDir, "version", version)
 	log.Warn("authentication is not enabled yet: every request acts as the development user", "user", devUser.Username)
-	fmt.Fprintf(stdout, `
-  CyberDevStudio is running at %s
-  Every request acts as user %q (login arrives with the auth release).
-
-  In another terminal:
-    export PATH="$PWD/bin:$PATH"   # where scripts/studio put cds
-    cds --server %s status
-    cds project create demo
-
-  Stop with Ctrl-C.
-
-`, url, devUser.Username, url)
+	fmt.Fprint(stdout, banner(url, devUser.Username))
 
 	if err := srv.Serve(ctx, ln, drainTimeout); err != nil {
 		return err
 	}
 	log.Info("cdsd stopped serving; shutting down")
 	return nil
+}
+
+// banner tells the user, on stdout, where the studio runs and how to reach it with
+// cds: the PATH line appears when cds sits next to this cdsd binary (as
+// scripts/studio builds them), and --server only when the address is not cds's
+// default.
+func banner(url, user string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n  CyberDevStudio is running at %s\n", url)
+	fmt.Fprintf(&b, "  Every request acts as user %q (login arrives with the auth release).\n\n", user)
+	b.WriteString("  In another terminal:\n")
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		if _, err := os.Stat(filepath.Join(dir, "cds")); err == nil {
+			fmt.Fprintf(&b, "    export PATH=%q\n", dir+":$PATH")
+		}
+	}
+	server := ""
+	if url != "http://"+defaultListen {
+		server = " --server " + url
+	}
+	fmt.Fprintf(&b, "    cds%s status\n    cds%s project create demo\n\n  Stop with Ctrl-C.\n\n", server, server)
+	return b.String()
 }
 
 // devAuthenticator makes every request act as one user: the development-only mode

@@ -221,3 +221,19 @@ func TestHelpAndVersion(t *testing.T) {
 		t.Fatalf("bad flag accepted: %v", err)
 	}
 }
+
+func TestBanner(t *testing.T) {
+	tests := []struct {
+		name, url, want string
+	}{
+		{"default address needs no --server", "http://" + defaultListen, "    cds status\n"},
+		{"other address is named", "http://127.0.0.1:7000", "    cds --server http://127.0.0.1:7000 status\n"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := banner(tc.url, "dev"); !strings.Contains(got, tc.want) || !strings.Contains(got, tc.url) {
+				t.Fatalf("banner:\n%s\nwant %q", got, tc.want)
+			}
+		})
+	}
+}
