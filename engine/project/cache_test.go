@@ -62,8 +62,13 @@ func TestHeadCacheBounds(t *testing.T) {
 		t.Fatalf("cache holds %d bytes, budget %d", c.bytes, cacheMaxBytes)
 	}
 	// Returned content is a copy: changing it does not change the cache.
+	c = newHeadCache()
+	c.reset(true)
 	c.put(c.token("q"), "q", 1, File{Path: "x"}, []byte("keep"))
-	_, got, _ := c.get("q", "x", 1)
+	_, got, ok := c.get("q", "x", 1)
+	if !ok {
+		t.Fatal("entry missing")
+	}
 	got[0] = 'X'
 	if _, again, _ := c.get("q", "x", 1); string(again) != "keep" {
 		t.Fatalf("cache content changed to %q", again)
