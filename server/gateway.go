@@ -7,11 +7,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"time"
 
 	"github.com/cyberdevstudio/cds/server/rpc"
 )
+
+// nullID is the id of answers to messages whose id is unknown.
+var nullID = json.RawMessage("null")
 
 // handleRPC is POST /rpc: one JSON-RPC 2.0 message (a call, a notification or a
 // batch) per HTTP request.
@@ -23,7 +27,7 @@ func (s *Server) handleRPC(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &tooBig) {
 			e := rpc.NewError(rpc.CodeTooLarge, "request body exceeds the %d MiB limit; split the batch or save large files in smaller pieces", s.cfg.MaxBodyBytes>>20)
 			s.metrics.observe(labelInvalid, http.StatusRequestEntityTooLarge, time.Since(start).Seconds())
-			writeJSON(w, http.StatusRequestEntityTooLarge, rpc.Response{JSONRPC: rpc.Version, ID: json.RawMessage("null"), Error: e})
+			writeJSON(w, http.StatusRequestEntityTooLarge, rpc.Response{JSONRPC: rpc.Version, ID: nullID, Error: e})
 			return
 		}
 		s.log.Debug("read rpc body", "request_id", RequestID(r.Context()), "err", err)
@@ -37,7 +41,7 @@ func (s *Server) handleRPC(w http.ResponseWriter, r *http.Request) {
 	msg, perr := rpc.Decode(body, s.cfg.MaxBatch)
 	if perr != nil {
 		s.metrics.observe(labelInvalid, rpc.HTTPStatus(perr.Code), time.Since(start).Seconds())
-		writeJSON(w, rpc.HTTPStatus(perr.Code), rpc.Response{JSONRPC: rpc.Version, ID: json.RawMessage("null"), Error: perr})
+		writeJSON(w, rpc.HTTPStatus(perr.Code), rpc.Response{JSONRPC: rpc.Version, ID: nullID, Error: perr})
 		return
 	}
 	responses := s.dispatch(ctx, msg, authErr)
@@ -82,8 +86,16 @@ func (s *Server) dispatch(ctx context.Context, msg rpc.Message, authErr error) [
 	return out
 }
 
-// call runs one request and returns its metric label and its result or error.
-func (s *Server) call(ctx context.Context, req *rpc.Request, authErr error) (string, json.RawMessage, *rpc.Error) {
+// call runs one request and returns its metric label and its result or error. A
+// panic in a method becomes an internal error of that call alone: it must not take
+// down a batch, a WebSocket or the daemon.
+func (s *Server) call(ctx context.Context, req *rpc.Request, authErr error) (label string, result json.RawMessage, rerr *rpc.Error) {
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("rpc method panic", "request_id", RequestID(ctx), "method", req.Method, "panic", v, "stack", string(debug.Stack()))
+			result, rerr = nil, rpc.NewError(rpc.CodeInternal, "internal error; the cdsd log has the cause under request id %s", RequestID(ctx))
+		}
+	}()
 	m, ok := s.reg.methods[req.Method]
 	if !ok {
 		return labelUnknown, nil, rpc.NewError(rpc.CodeMethodNotFound, "no method %q; rpc.discover lists the methods", truncate(req.Method, 100))
@@ -104,10 +116,9 @@ func (s *Server) call(ctx context.Context, req *rpc.Request, authErr error) (str
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	defer cancel()
+	// A method that returns a result has done its work, even if the deadline passed
+	// meanwhile: reporting a timeout then would hide a committed write.
 	res, err := m.call(cctx, params)
-	if err == nil && cctx.Err() != nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
-		err = cctx.Err()
-	}
 	if err != nil {
 		return m.doc.Name, nil, s.toRPCError(cctx, req.Method, err)
 	}

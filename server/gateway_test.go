@@ -264,3 +264,56 @@ func TestDiscover(t *testing.T) {
 		}
 	}
 }
+
+func TestOriginAndHostChecks(t *testing.T) {
+	env := newEnv(t, func(c *Config) {
+		c.LoopbackOnly = true
+		c.AllowedOrigins = []string{"http://127.0.0.1:6711"}
+	})
+	body := `{"jsonrpc":"2.0","method":"project.list","id":1}`
+	tests := []struct {
+		name   string
+		header map[string]string
+		host   string
+		want   int
+	}{
+		{name: "curl", want: http.StatusOK},
+		{name: "same origin", header: map[string]string{"Origin": env.url}, want: http.StatusOK},
+		{name: "allowed origin", header: map[string]string{"Origin": "http://127.0.0.1:6711"}, want: http.StatusOK},
+		{name: "other site", header: map[string]string{"Origin": "https://evil.example"}, want: http.StatusForbidden},
+		{name: "cross-site fetch without origin", header: map[string]string{"Sec-Fetch-Site": "cross-site"}, want: http.StatusForbidden},
+		{name: "rebound host name", host: "evil.example:6813", want: http.StatusForbidden},
+		{name: "localhost name", host: "localhost:6813", want: http.StatusOK},
+		{name: "ipv6 loopback", host: "[::1]:6813", want: http.StatusOK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, env.url+"/rpc", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range tc.header {
+				req.Header.Set(k, v)
+			}
+			if tc.host != "" {
+				req.Host = tc.host
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.want, got)
+			}
+			if tc.want == http.StatusForbidden && !bytes.Contains(got, []byte(`"code":-32002`)) {
+				t.Fatalf("refusal is not a JSON-RPC error: %s", got)
+			}
+		})
+	}
+	ps, err := env.client.ProjectList(t.Context())
+	if err != nil || len(ps) != 0 {
+		t.Fatalf("refused requests changed state: %v %v", ps, err)
+	}
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 )
@@ -20,13 +21,18 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "detail": "database unreachable: " + err.Error()})
 		return
 	}
+	pending, err := s.cfg.Store.PendingMigrations(ctx)
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "detail": "read migrations: " + err.Error()})
+		return
+	}
 	v, err := s.cfg.Store.MigrationVersion(ctx)
 	if err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "detail": "read migration version: " + err.Error()})
 		return
 	}
-	if v < s.cfg.Migrations {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "detail": "migrations pending", "migration": v})
+	if len(pending) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "detail": fmt.Sprintf("migrations pending: %v", pending), "migration": v})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "migration": v})

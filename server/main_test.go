@@ -16,7 +16,6 @@ import (
 	"github.com/cyberdevstudio/cds/engine/project"
 	"github.com/cyberdevstudio/cds/engine/store"
 	"github.com/cyberdevstudio/cds/engine/store/storetest"
-	"github.com/cyberdevstudio/cds/migrations"
 	"github.com/cyberdevstudio/cds/server/client"
 	"github.com/cyberdevstudio/cds/server/rpc"
 )
@@ -74,7 +73,7 @@ func newEnv(t testing.TB, tweak ...func(*Config)) *testEnv {
 		<-watchDone
 	})
 	cfg := Config{
-		Logger: log, Store: st, Projects: env.projects, Bus: env.bus, Version: "test", Migrations: migrations.Count(),
+		Logger: log, Store: st, Projects: env.projects, Bus: env.bus, Version: "test",
 		Authenticate: func(r *http.Request) (Principal, error) {
 			role := rpc.RoleAdmin
 			if h := r.Header.Get(testUserHeader); h != "" {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"runtime"
 	"time"
 	"unicode/utf8"
@@ -65,9 +66,14 @@ func (s *Server) dbStatus(ctx context.Context) rpc.DBStatus {
 		db.Error = err.Error()
 		return db
 	}
-	db.OK = db.Migration >= s.cfg.Migrations
+	pending, err := s.cfg.Store.PendingMigrations(ctx)
+	if err != nil {
+		db.Error = err.Error()
+		return db
+	}
+	db.OK = len(pending) == 0
 	if !db.OK {
-		db.Error = "migrations pending"
+		db.Error = fmt.Sprintf("migrations pending: %v", pending)
 	}
 	return db
 }
@@ -211,7 +217,9 @@ func mapDomainError(err error) *rpc.Error {
 		return rpc.NewError(rpc.CodeTooLarge, "%v", err)
 	case errors.Is(err, project.ErrNotFound):
 		return rpc.NewError(rpc.CodeNotFound, "%v", err)
-	case errors.Is(err, project.ErrInvalidPath), errors.Is(err, project.ErrInvalidName):
+	case errors.Is(err, project.ErrForbidden):
+		return rpc.NewError(rpc.CodeForbidden, "%v", err)
+	case errors.Is(err, project.ErrInvalidPath), errors.Is(err, project.ErrInvalidName), errors.Is(err, project.ErrInvalidMember):
 		return rpc.NewError(rpc.CodeInvalidParams, "%v", err)
 	case errors.Is(err, project.ErrNameTaken):
 		return rpc.NewError(rpc.CodeConflict, "%v", err)

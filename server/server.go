@@ -52,8 +52,6 @@ type Config struct {
 	Version string
 	// EmbeddedDB reports whether the database is cdsd's own cluster.
 	EmbeddedDB bool
-	// Migrations is the number of migrations the binary carries; /ready waits for it.
-	Migrations int
 
 	MaxBodyBytes int64         // DefaultMaxBodyBytes when 0
 	MaxBatch     int           // DefaultMaxBatch when 0
@@ -61,6 +59,12 @@ type Config struct {
 	PingInterval time.Duration // DefaultPingInterval when 0
 	// Registerer receives the metrics; a fresh registry when nil.
 	Registerer *prometheus.Registry
+	// LoopbackOnly makes the server refuse requests whose Host is not a loopback
+	// name (set it when listening on loopback: it stops DNS rebinding).
+	LoopbackOnly bool
+	// AllowedOrigins are browser origins (scheme://host:port) besides the server's
+	// own that may call the API.
+	AllowedOrigins []string
 }
 
 // Server is the HTTP front of cdsd.
@@ -111,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 	mux.Handle("GET /metrics", s.metrics.handler(cfg.Registerer))
 	mux.HandleFunc("POST /rpc", s.handleRPC)
 	mux.HandleFunc("GET /ws", s.handleWS)
-	s.handler = s.withRequestID(s.withAccessLog(s.withRecover(mux)))
+	s.handler = s.withRequestID(s.withAccessLog(s.withRecover(s.withOriginCheck(mux))))
 	return s, nil
 }
 
@@ -122,12 +126,16 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // listener closes, in-flight requests get up to drain to finish, WebSockets are told
 // the server is going away.
 func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration) error {
+	// Handlers run under base, not ctx: the signal that starts the shutdown must
+	// not cancel the requests it lets finish. base ends once the drain is over.
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
 	srv := &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		BaseContext:       func(net.Listener) context.Context { return base },
 	}
 	srv.RegisterOnShutdown(s.wsTracker.closeAll)
 	errc := make(chan error, 1)
@@ -140,6 +148,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, drain time.Duration
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drain)
 	defer cancel()
 	err := srv.Shutdown(sctx)
+	if err != nil {
+		// The drain ran out: cancel what still runs and drop its connections.
+		s.log.Warn("requests still running after the drain period; cancelling them", "drain", drain)
+		cancelBase()
+		_ = srv.Close()
+	}
 	s.wsTracker.wait(sctx)
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		return fmt.Errorf("serve http: %w", serr)

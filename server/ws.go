@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/cyberdevstudio/cds/engine/event"
+	"github.com/cyberdevstudio/cds/engine/project"
 	"github.com/cyberdevstudio/cds/server/rpc"
 )
 
@@ -42,7 +44,6 @@ type wsSession struct {
 type wsSub struct {
 	id    string
 	sub   *event.Subscription
-	after int64
 	start chan struct{} // closed once the subscribe response is queued
 }
 
@@ -64,7 +65,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		if e == nil {
 			e = rpc.NewError(rpc.CodeUnauthorized, "%v", err)
 		}
-		writeJSON(w, rpc.HTTPStatus(e.Code), rpc.Response{JSONRPC: rpc.Version, ID: json.RawMessage("null"), Error: e})
+		writeJSON(w, rpc.HTTPStatus(e.Code), rpc.Response{JSONRPC: rpc.Version, ID: nullID, Error: e})
 		return
 	}
 	conn, err := websocket.Accept(w, r, nil)
@@ -106,7 +107,7 @@ func (ss *wsSession) readLoop(ctx context.Context) error {
 			return err
 		}
 		if typ != websocket.MessageText {
-			ss.send(ctx, mustJSON(rpc.Response{JSONRPC: rpc.Version, ID: json.RawMessage("null"),
+			ss.send(ctx, mustJSON(rpc.Response{JSONRPC: rpc.Version, ID: nullID,
 				Error: rpc.NewError(rpc.CodeInvalidRequest, "send JSON-RPC messages as text frames")}))
 			continue
 		}
@@ -127,7 +128,7 @@ func (ss *wsSession) handleMessage(ctx context.Context, data []byte) {
 	msg, perr := rpc.Decode(data, ss.s.cfg.MaxBatch)
 	if perr != nil {
 		ss.s.metrics.observe(labelInvalid, rpc.HTTPStatus(perr.Code), time.Since(start).Seconds())
-		ss.send(ctx, mustJSON(rpc.Response{JSONRPC: rpc.Version, ID: json.RawMessage("null"), Error: perr}))
+		ss.send(ctx, mustJSON(rpc.Response{JSONRPC: rpc.Version, ID: nullID, Error: perr}))
 		return
 	}
 	var pending []*wsSub
@@ -213,25 +214,34 @@ func (ss *wsSession) removeSub(id string) {
 // behind is told to resynchronise from the last id it was sent.
 func (ss *wsSession) forward(ctx context.Context, ws *wsSub) {
 	defer ss.removeSub(ws.id)
+	defer func() {
+		if v := recover(); v != nil {
+			ss.s.log.Error("event forwarder panic", "subscription", ws.id, "panic", v, "stack", string(debug.Stack()))
+			ws.sub.Close()
+		}
+	}()
 	select {
 	case <-ws.start:
 	case <-ss.done:
 		return
 	}
-	last := ws.after
+	last := ws.sub.Cursor
 	stream := ws.sub.Stream()
-	if ws.sub.Gap {
-		ss.notify(ctx, rpc.NotifyResync, rpc.ResyncParams{Subscription: ws.id, Stream: stream, LastID: last,
-			Reason: "events after last_id are no longer retained (or predate a daemon restart); reload the state, then continue with the events that follow"})
-	}
 	deliver := func(ev event.Event) bool {
 		ok := ss.notify(ctx, rpc.NotifyEvent, rpc.EventParams{Subscription: ws.id, Stream: stream, ID: ev.ID, Type: ev.Type, Time: ev.Time, Data: ev.Data})
 		last = ev.ID
 		return ok
 	}
-	for _, ev := range ws.sub.Replay {
-		if !deliver(ev) {
-			return
+	if ws.sub.Gap {
+		// Some events after the client's resume point are gone: it must reload the
+		// state, which then includes everything up to the cursor; live events follow.
+		ss.notify(ctx, rpc.NotifyResync, rpc.ResyncParams{Subscription: ws.id, Stream: stream, LastID: last,
+			Reason: "events after your after_id are no longer retained (or predate a daemon restart); reload the state, then continue from last_id"})
+	} else {
+		for _, ev := range ws.sub.Replay {
+			if !deliver(ev) {
+				return
+			}
 		}
 	}
 	for ev := range ws.sub.C() {
@@ -270,19 +280,24 @@ func (s *Server) registerEvents() error {
 	return nil
 }
 
-// authorizeStream checks that the caller may read stream.
-func (s *Server) authorizeStream(ctx context.Context, stream string) error {
+// authorizeStream checks that the caller may read stream and returns the stream's
+// canonical name, the one events are published on.
+func (s *Server) authorizeStream(ctx context.Context, stream string) (string, error) {
 	id, ok := strings.CutPrefix(stream, "project:")
 	if !ok {
-		return rpc.NewError(rpc.CodeInvalidParams, "unknown stream %q; streams are named project:<id>", truncate(stream, 100))
+		return "", rpc.NewError(rpc.CodeInvalidParams, "unknown stream %q; streams are named project:<id>", truncate(stream, 100))
 	}
-	_, _, err := s.cfg.Projects.Open(ctx, principalFrom(ctx).UserID, id)
-	return err
+	p, err := s.cfg.Projects.Get(ctx, principalFrom(ctx).UserID, id)
+	if err != nil {
+		return "", err
+	}
+	return project.Stream(p.ID), nil
 }
 
 func (s *Server) subscribe(ctx context.Context, p rpc.SubscribeParams) (rpc.Subscription, error) {
 	sc := sessionFrom(ctx)
-	if err := s.authorizeStream(ctx, p.Stream); err != nil {
+	stream, err := s.authorizeStream(ctx, p.Stream)
+	if err != nil {
 		return rpc.Subscription{}, err
 	}
 	ss := sc.sess
@@ -291,20 +306,19 @@ func (s *Server) subscribe(ctx context.Context, p rpc.SubscribeParams) (rpc.Subs
 	if len(ss.subs) >= wsMaxSubs {
 		return rpc.Subscription{}, rpc.NewError(rpc.CodeRateLimited, "at most %d subscriptions per connection; unsubscribe first", wsMaxSubs)
 	}
-	sub, err := s.cfg.Bus.Subscribe(p.Stream, p.AfterID, wsEventBuffer)
+	sub, err := s.cfg.Bus.Subscribe(stream, p.AfterID, wsEventBuffer)
 	if err != nil {
 		return rpc.Subscription{}, rpc.NewError(rpc.CodeUnavailable, "%v", err)
 	}
 	ss.nextSub++
-	ws := &wsSub{id: fmt.Sprintf("sub-%d", ss.nextSub), sub: sub, after: p.AfterID, start: make(chan struct{})}
+	ws := &wsSub{id: fmt.Sprintf("sub-%d", ss.nextSub), sub: sub, start: make(chan struct{})}
 	ss.subs[ws.id] = ws
 	*sc.pending = append(*sc.pending, ws)
 	// The forwarder belongs to the session, not to this call: it outlives the call's
 	// context and ends with the session or the subscription.
 	sessCtx := context.WithoutCancel(ctx)
 	ss.wg.Go(func() { ss.forward(sessCtx, ws) })
-	last := s.cfg.Bus.LastID(p.Stream)
-	return rpc.Subscription{Subscription: ws.id, Stream: p.Stream, LastID: last}, nil
+	return rpc.Subscription{Subscription: ws.id, Stream: stream, LastID: sub.Cursor}, nil
 }
 
 func (s *Server) unsubscribe(ctx context.Context, p rpc.UnsubscribeParams) (rpc.Empty, error) {

@@ -99,11 +99,17 @@ func TestWebSocketEventsAndResume(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn3.Close()
-		if _, err := conn3.Subscribe(ctx, rpc.ProjectStream(p.ID), 1); err != nil {
+		sub, err := conn3.Subscribe(ctx, rpc.ProjectStream(p.ID), 1)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if n := next(t, conn3); n.Resync == nil || n.Resync.LastID != 1 {
-			t.Fatalf("want resync first, got %+v", n)
+		if n := next(t, conn3); n.Resync == nil || n.Resync.LastID != sub.LastID {
+			t.Fatalf("want a resync to the cursor %d first, got %+v", sub.LastID, n)
+		}
+		// No stale replay follows: the next notification is a live event.
+		save("e.txt")
+		if n := next(t, conn3); n.Event == nil || n.Event.ID <= sub.LastID {
+			t.Fatalf("after the resync: %+v", n)
 		}
 	})
 	t.Run("unsubscribe", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,13 +22,14 @@ var version = "dev"
 // config is cdsd's configuration: flags, each with a CDS_* environment variable that
 // supplies its default.
 type config struct {
-	listen      string
-	dataDir     string
-	databaseURL string
-	logLevel    slog.Level
-	logFormat   string
-	devUser     string
-	showVersion bool
+	listen       string
+	dataDir      string
+	databaseURL  string
+	logLevel     slog.Level
+	logFormat    string
+	devUser      string
+	allowOrigins []string
+	showVersion  bool
 }
 
 // errHelp reports that --help was asked for and printed.
@@ -40,7 +42,11 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	level := envOr("CDS_LOG_LEVEL", "info")
 	fs.StringVar(&c.listen, "listen", envOr("CDS_LISTEN", defaultListen), "`address` to serve the API, WebSocket and web studio on (env CDS_LISTEN)")
 	fs.StringVar(&c.dataDir, "data-dir", envOr("CDS_DATA_DIR", defaultDataDir()), "`directory` for the embedded database, project working copies and state (env CDS_DATA_DIR)")
-	fs.StringVar(&c.databaseURL, "database-url", os.Getenv("CDS_DATABASE_URL"), "PostgreSQL `URL` to use instead of the embedded cluster (env CDS_DATABASE_URL)")
+	// The URL may hold a password: it is read from the environment after parsing
+	// so that --help and flag errors never print it.
+	fs.StringVar(&c.databaseURL, "database-url", "", "PostgreSQL `URL` to use instead of the embedded cluster (env CDS_DATABASE_URL)")
+	var origins string
+	fs.StringVar(&origins, "allow-origin", os.Getenv("CDS_ALLOW_ORIGINS"), "comma-separated browser `origins` (scheme://host:port) besides cdsd's own that may call the API (env CDS_ALLOW_ORIGINS)")
 	fs.StringVar(&level, "log-level", level, "log `level`: debug, info, warn or error (env CDS_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", envOr("CDS_LOG_FORMAT", "text"), "log `format`: text or json (env CDS_LOG_FORMAT)")
 	fs.StringVar(&c.devUser, "dev-user", envOr("CDS_DEV_USER", "dev"), "development only, until login lands: the `username` every request acts as (env CDS_DEV_USER)")
@@ -61,6 +67,14 @@ Flags:
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	if c.databaseURL == "" {
+		c.databaseURL = os.Getenv("CDS_DATABASE_URL")
+	}
+	for o := range strings.SplitSeq(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.allowOrigins = append(c.allowOrigins, o)
+		}
+	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q; cdsd takes only flags (see cdsd --help)", fs.Arg(0))
 	}
@@ -72,6 +86,11 @@ Flags:
 	}
 	if _, _, err := net.SplitHostPort(c.listen); err != nil {
 		return c, fmt.Errorf("--listen %q: want host:port, e.g. 127.0.0.1:6813: %w", c.listen, err)
+	}
+	for _, o := range c.allowOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" {
+			return c, fmt.Errorf("--allow-origin %q: want scheme://host[:port], e.g. http://127.0.0.1:6711", o)
+		}
 	}
 	if c.dataDir == "" {
 		return c, errors.New("no data dir: set --data-dir, CDS_DATA_DIR, XDG_DATA_HOME or HOME")

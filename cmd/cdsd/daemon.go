@@ -19,7 +19,6 @@ import (
 	"github.com/cyberdevstudio/cds/engine/pgcluster"
 	"github.com/cyberdevstudio/cds/engine/project"
 	"github.com/cyberdevstudio/cds/engine/store"
-	"github.com/cyberdevstudio/cds/migrations"
 	"github.com/cyberdevstudio/cds/server"
 	"github.com/cyberdevstudio/cds/server/rpc"
 )
@@ -54,7 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Listen before the slow database start so a port clash is reported at once.
 	ln, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w (is another cdsd running? choose another --listen)", cfg.listen, err)
+		return fmt.Errorf("listen on %s (is another cdsd running? choose another --listen): %w", cfg.listen, err)
 	}
 	defer ln.Close()
 
@@ -89,8 +88,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("migrate database: %w", err)
 	}
-	nMigrations := migrations.Count()
-	log.Info("database ready", "embedded", embedded, "migrations_applied", applied, "schema_version", nMigrations)
+	log.Info("database ready", "embedded", embedded, "migrations_applied", applied)
 
 	devUser, err := st.EnsureUser(ctx, cfg.devUser, string(rpc.RoleAdmin))
 	if err != nil {
@@ -128,7 +126,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Authenticate: devAuthenticator(devUser),
 		Version:      version,
 		EmbeddedDB:   embedded,
-		Migrations:   nMigrations,
+		// On loopback, a Host that is no loopback name can only come from DNS
+		// rebinding; elsewhere the Host is whatever name clients use.
+		LoopbackOnly:   isLoopback(ln.Addr()),
+		AllowedOrigins: cfg.allowOrigins,
 	})
 	if err != nil {
 		return err
@@ -167,6 +168,11 @@ func banner(url, user string) string {
 	}
 	fmt.Fprintf(&b, "    cds%s status\n    cds%s project create demo\n\n  Stop with Ctrl-C.\n\n", server, server)
 	return b.String()
+}
+
+func isLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // devAuthenticator makes every request act as one user: the development-only mode

@@ -179,10 +179,21 @@ func TestConfig(t *testing.T) {
 		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: "not defined"},
 		{name: "empty dev user", args: []string{"--dev-user", " "}, wantErr: "--dev-user"},
+		{name: "origins", args: []string{"--allow-origin", "http://127.0.0.1:6711, https://studio.example"}, check: func(t *testing.T, c config) {
+			if len(c.allowOrigins) != 2 || c.allowOrigins[1] != "https://studio.example" {
+				t.Fatalf("%q", c.allowOrigins)
+			}
+		}},
+		{name: "bad origin", args: []string{"--allow-origin", "studio.example"}, wantErr: "--allow-origin"},
+		{name: "database URL from env", env: map[string]string{"CDS_DATABASE_URL": "postgres://x"}, check: func(t *testing.T, c config) {
+			if c.databaseURL != "postgres://x" {
+				t.Fatalf("%q", c.databaseURL)
+			}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, k := range []string{"CDS_LISTEN", "CDS_DATA_DIR", "CDS_DATABASE_URL", "CDS_LOG_LEVEL", "CDS_LOG_FORMAT", "CDS_DEV_USER"} {
+			for _, k := range []string{"CDS_LISTEN", "CDS_DATA_DIR", "CDS_DATABASE_URL", "CDS_LOG_LEVEL", "CDS_LOG_FORMAT", "CDS_DEV_USER", "CDS_ALLOW_ORIGINS"} {
 				t.Setenv(k, "")
 			}
 			for k, v := range tc.env {
@@ -204,6 +215,7 @@ func TestConfig(t *testing.T) {
 }
 
 func TestHelpAndVersion(t *testing.T) {
+	t.Setenv("CDS_DATABASE_URL", "postgres://cds:s3cret@db.example/cds")
 	var out, errOut bytes.Buffer
 	if err := run(t.Context(), []string{"--help"}, &out, &errOut); err != nil {
 		t.Fatal(err)
@@ -212,6 +224,9 @@ func TestHelpAndVersion(t *testing.T) {
 		if !strings.Contains(errOut.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
+	}
+	if strings.Contains(errOut.String(), "s3cret") {
+		t.Error("help prints the database password")
 	}
 	out.Reset()
 	if err := run(t.Context(), []string{"--version"}, &out, &errOut); err != nil || !strings.HasPrefix(out.String(), "cdsd ") {

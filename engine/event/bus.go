@@ -11,6 +11,7 @@ package event
 
 import (
 	"errors"
+	"slices"
 	"sync"
 	"time"
 )
@@ -36,6 +37,10 @@ type Event struct {
 const (
 	DefaultRetain = 1024
 	DefaultBuffer = 256
+	// MaxIdleStreams bounds the streams kept without subscribers; past it the ones
+	// written longest ago are forgotten, and a client resuming on one is told to
+	// resync.
+	MaxIdleStreams = 1024
 )
 
 // Bus holds the streams. The zero value is not usable; call NewBus.
@@ -43,6 +48,9 @@ type Bus struct {
 	retain int
 
 	firstID int64 // ids at or below it were handed out by an earlier run
+	// forgotten is the newest event id of any stream dropped by forgetIdle; a
+	// resume point before it may have missed events of a dropped stream.
+	forgotten int64
 
 	mu      sync.Mutex
 	nextID  int64
@@ -51,6 +59,7 @@ type Bus struct {
 }
 
 type stream struct {
+	last    int64   // id of the newest event, or of the stream's creation
 	history []Event // ring of the last retain events, oldest first once full
 	start   int     // index of the oldest event in history when full
 	evicted int64   // id of the newest event dropped from history
@@ -78,6 +87,7 @@ func (b *Bus) Publish(stream, typ string, data any) Event {
 		return ev
 	}
 	s := b.stream(stream)
+	s.last = ev.ID
 	if len(s.history) < b.retain {
 		s.history = append(s.history, ev)
 	} else {
@@ -121,7 +131,7 @@ func (b *Bus) Subscribe(stream string, afterID int64, buffer int) (*Subscription
 		return nil, ErrClosed
 	}
 	s := b.stream(stream)
-	sub := &Subscription{bus: b, stream: stream, c: make(chan Event, buffer)}
+	sub := &Subscription{bus: b, stream: stream, c: make(chan Event, buffer), Cursor: b.nextID}
 	if afterID > 0 {
 		for _, ev := range s.ordered() {
 			if ev.ID > afterID {
@@ -131,7 +141,7 @@ func (b *Bus) Subscribe(stream string, afterID int64, buffer int) (*Subscription
 		// A resume point from an earlier run (or from the future, after a clock
 		// change) cannot be continued: what happened since is unknown. Within this
 		// run, events are lost only if one newer than afterID was evicted.
-		sub.Gap = afterID <= b.firstID || afterID > b.nextID || afterID < s.evicted
+		sub.Gap = afterID < b.firstID || afterID > b.nextID || afterID < s.evicted || afterID < b.forgotten
 	}
 	s.subs[sub] = struct{}{}
 	return sub, nil
@@ -152,10 +162,37 @@ func (b *Bus) Close() {
 func (b *Bus) stream(name string) *stream {
 	s, ok := b.streams[name]
 	if !ok {
-		s = &stream{subs: make(map[*Subscription]struct{})}
+		if len(b.streams) >= MaxIdleStreams {
+			b.forgetIdle()
+		}
+		s = &stream{last: b.nextID, subs: make(map[*Subscription]struct{})}
 		b.streams[name] = s
 	}
 	return s
+}
+
+// forgetIdle drops the half of the streams without subscribers that were written
+// longest ago, so that memory stays bounded however many streams are used; b.mu
+// must be held. A stream forgotten this way is recreated empty, and a resume point
+// before its loss is reported as a gap (its evicted id is kept in the new stream).
+func (b *Bus) forgetIdle() {
+	var idle []int64
+	for _, s := range b.streams {
+		if len(s.subs) == 0 {
+			idle = append(idle, s.last)
+		}
+	}
+	if len(idle) == 0 {
+		return
+	}
+	slices.Sort(idle)
+	cut := idle[len(idle)/2]
+	for name, s := range b.streams {
+		if len(s.subs) == 0 && s.last <= cut {
+			delete(b.streams, name)
+			b.forgotten = max(b.forgotten, s.last)
+		}
+	}
 }
 
 // end removes sub and closes its channel; b.mu must be held.
@@ -184,6 +221,10 @@ type Subscription struct {
 	Replay []Event
 	// Gap reports that events between the requested id and Replay were lost.
 	Gap bool
+	// Cursor is a valid resume point taken atomically with the subscription: every
+	// event after it is in Replay or will arrive on C. It is never 0, so a consumer
+	// that saw no event can still resume from it.
+	Cursor int64
 
 	bus    *Bus
 	stream string

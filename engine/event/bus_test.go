@@ -170,3 +170,41 @@ func TestConcurrentPublishers(t *testing.T) {
 		t.Fatalf("got %d events, want 800", n)
 	}
 }
+
+// TestCursorResumesAnEmptyStream: a client that saw no event still gets a resume
+// point, and resuming from it replays what happened while it was away.
+func TestCursorResumesAnEmptyStream(t *testing.T) {
+	b := NewBus(8)
+	sub, _ := b.Subscribe("s", 0, 4)
+	if sub.Cursor == 0 {
+		t.Fatal("cursor is 0")
+	}
+	sub.Close()
+	ev := b.Publish("s", "t", nil)
+	again, _ := b.Subscribe("s", sub.Cursor, 4)
+	defer again.Close()
+	if again.Gap || len(again.Replay) != 1 || again.Replay[0].ID != ev.ID {
+		t.Fatalf("gap %v replay %v", again.Gap, ids(again.Replay))
+	}
+}
+
+func TestIdleStreamsAreBounded(t *testing.T) {
+	b := NewBus(4)
+	keep, _ := b.Subscribe("watched", 0, 4)
+	defer keep.Close()
+	first := b.Publish("s0", "t", nil)
+	for i := range 3 * MaxIdleStreams {
+		b.Publish(fmt.Sprint("s", i), "t", nil)
+	}
+	if n := len(b.streams); n > MaxIdleStreams+1 {
+		t.Fatalf("%d streams kept", n)
+	}
+	if _, ok := b.streams["watched"]; !ok {
+		t.Fatal("a stream with a subscriber was forgotten")
+	}
+	sub, _ := b.Subscribe("s0", first.ID, 4)
+	defer sub.Close()
+	if !sub.Gap {
+		t.Fatal("resuming a forgotten stream must report a gap")
+	}
+}

@@ -184,6 +184,16 @@ func (s *Service) Watch(ctx context.Context) error {
 	}
 }
 
+// Listener liveness: after probeEvery without a notification, the listener sends
+// itself one and must see it within probeTimeout. This catches a connection that
+// died silently (no TCP reset) and a pooler that drops notifications, either of
+// which would leave the cache on while deaf to other processes' writes.
+const (
+	probeEvery   = 15 * time.Second
+	probeTimeout = 5 * time.Second
+	probePayload = "probe"
+)
+
 // listen holds one LISTEN connection until it fails or ctx ends.
 func (s *Service) listen(ctx context.Context) error {
 	conn, err := pgx.ConnectConfig(ctx, s.db.Config().ConnConfig.Copy())
@@ -197,13 +207,40 @@ func (s *Service) listen(ctx context.Context) error {
 	// Changes before LISTEN took effect were never seen: start empty.
 	s.cache.reset(true)
 	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return ctx.Err()
-			}
-			return fmt.Errorf("wait for notification: %w", err)
+		if err := s.dispatchNotifications(ctx, conn, probeEvery, false); err != nil {
+			return err
 		}
-		s.cache.invalidate(n.Payload)
+		if _, err := conn.Exec(ctx, "SELECT pg_notify($1, $2)", changeChannel, probePayload); err != nil {
+			return fmt.Errorf("send listener probe: %w", err)
+		}
+		if err := s.dispatchNotifications(ctx, conn, probeTimeout, true); err != nil {
+			return err
+		}
+	}
+}
+
+// dispatchNotifications applies notifications for up to wait. With untilProbe it
+// returns as soon as the probe came back, and fails if it did not within wait.
+func (s *Service) dispatchNotifications(ctx context.Context, conn *pgx.Conn, wait time.Duration, untilProbe bool) error {
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		n, err := conn.WaitForNotification(wctx)
+		switch {
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded) && untilProbe:
+			return fmt.Errorf("listener probe not delivered within %s", wait)
+		case errors.Is(err, context.DeadlineExceeded):
+			return nil
+		case err != nil:
+			return fmt.Errorf("wait for notification: %w", err)
+		case n.Payload == probePayload:
+			if untilProbe {
+				return nil
+			}
+		default:
+			s.cache.invalidate(n.Payload)
+		}
 	}
 }

@@ -185,10 +185,11 @@ func (s *Service) WorkingCopy(projectID string) string {
 	return filepath.Join(s.dir, id)
 }
 
-// accessible is the SQL condition under which the user $1 may see and change the
-// project row p. It is the one place that decides access: every query that touches a
-// project's data joins projects p and uses it, so project members can be added here.
-const accessible = "p.owner_id = $1"
+// accessible is the SQL condition under which the user $1 may see the project row p:
+// its owner and its members. It is the one place that decides read access: every
+// query that reads a project's data joins projects p and uses it. Writes check
+// writable, deletion and member management owned (see members.go).
+const accessible = "(p.owner_id = $1 OR EXISTS (SELECT 1 FROM project_members m WHERE m.project_id = p.id AND m.user_id = $1))"
 
 // parseID canonicalises a project id. A malformed id names no project, so it is
 // reported as ErrNotFound; this also keeps it from ever reaching a file name.
@@ -296,12 +297,22 @@ func (s *Service) Open(ctx context.Context, userID int64, projectID string) (Pro
 
 // project reads a project the user can see; lock is "" or a locking clause.
 func (s *Service) project(ctx context.Context, q querier, userID int64, id, lock string) (Project, error) {
+	return s.projectFor(ctx, q, userID, id, accessible, lock)
+}
+
+// projectFor reads a project on which the user has the access cond (accessible,
+// writable or owned); lock is "" or a locking clause. A project the user can see but
+// lacks cond on is ErrForbidden, one the user cannot see ErrNotFound.
+func (s *Service) projectFor(ctx context.Context, q querier, userID int64, id, cond, lock string) (Project, error) {
 	var p Project
 	err := q.QueryRow(ctx, `
 		SELECT p.id::text, p.name, p.owner_id, p.created_at, p.updated_at
-		FROM projects p WHERE p.id = $2 AND `+accessible+` `+lock,
+		FROM projects p WHERE p.id = $2 AND `+cond+` `+lock,
 		userID, id).Scan(&p.ID, &p.Name, &p.OwnerID, &p.CreatedAt, &p.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
+		if cond != accessible {
+			return Project{}, s.forbiddenOrNotFound(ctx, q, userID, id, cond)
+		}
 		return Project{}, projectNotFound(id)
 	}
 	if err != nil {
@@ -311,7 +322,8 @@ func (s *Service) project(ctx context.Context, q querier, userID int64, id, lock
 }
 
 // Delete deletes a project: its files and their history, the blobs no other
-// project uses, and its working copy.
+// project uses, and its working copy. Only the owner may delete a project; a member
+// gets ErrForbidden.
 func (s *Service) Delete(ctx context.Context, userID int64, projectID string) error {
 	id, err := parseID(projectID)
 	if err != nil {
@@ -322,7 +334,7 @@ func (s *Service) Delete(ctx context.Context, userID int64, projectID string) er
 		return fmt.Errorf("delete project %s: %w", id, err)
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
-	p, err := s.project(ctx, tx, userID, id, "FOR UPDATE")
+	p, err := s.projectFor(ctx, tx, userID, id, owned, "FOR UPDATE")
 	if err != nil {
 		return err
 	}
@@ -352,11 +364,11 @@ func (s *Service) Delete(ctx context.Context, userID int64, projectID string) er
 	mu := s.wcLock(id)
 	mu.Lock()
 	err = os.RemoveAll(filepath.Join(s.dir, id))
+	s.emit(id, EventProjectDeleted, &ProjectEvent{ID: id, Name: p.Name})
 	mu.Unlock()
 	if err != nil {
 		s.log.Error("remove working copy of deleted project", "project", id, "err", err)
 	}
-	s.emit(id, EventProjectDeleted, &ProjectEvent{ID: id, Name: p.Name})
 	return nil
 }
 

@@ -7,9 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
+
+// commitTimeout bounds a COMMIT that no longer listens to its request's context.
+const commitTimeout = 30 * time.Second
 
 // writeTx is one write to a project: a database transaction that holds the
 // project's row lock, the open working copy, and what to do to the working copy and
@@ -39,7 +43,8 @@ func (e *errLiveExists) Error() string { return fmt.Sprintf("file %q exists", e.
 
 // write runs fn in a transaction that holds the project's row lock, so that the
 // writes to one project are serialised, then commits and applies the working copy
-// change.
+// change. The user must be the owner or a developer member; a viewer member gets
+// ErrForbidden.
 func (s *Service) write(ctx context.Context, userID int64, projectID string, fn func(context.Context, *writeTx) (File, error)) (File, error) {
 	id, err := parseID(projectID)
 	if err != nil {
@@ -52,7 +57,7 @@ func (s *Service) write(ctx context.Context, userID int64, projectID string, fn 
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	// FOR NO KEY UPDATE serialises writers of the project but lets the foreign
 	// key checks of the rows we insert through.
-	if _, err := s.project(ctx, tx, userID, id, "FOR NO KEY UPDATE"); err != nil {
+	if _, err := s.projectFor(ctx, tx, userID, id, writable, "FOR NO KEY UPDATE"); err != nil {
 		return File{}, err
 	}
 	root, err := s.openWorkingCopy(ctx, tx, id)
@@ -86,7 +91,12 @@ func (s *Service) write(ctx context.Context, userID int64, projectID string, fn 
 	// copy updates happen in the order of their commits.
 	mu := s.wcLock(id)
 	mu.Lock()
-	err = tx.Commit(ctx)
+	// Once COMMIT is sent its outcome must be known: a request cancelled mid-commit
+	// (client gone, call deadline) must not leave a committed revision that the
+	// caller is told failed and the working copy never receives.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	err = tx.Commit(cctx)
+	cancel()
 	if err != nil {
 		mu.Unlock()
 		if w.abort != nil {
@@ -102,10 +112,11 @@ func (s *Service) write(ctx context.Context, userID int64, projectID string, fn 
 			s.log.Error("update working copy", "project", id, "path", f.Path, "err", err)
 		}
 	}
-	mu.Unlock()
+	// Publish before unlocking, so events of one project leave in commit order.
 	if w.evData != nil {
 		s.emit(id, w.evType, w.evData)
 	}
+	mu.Unlock()
 	return f, nil
 }
 

@@ -147,3 +147,35 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 	slices.SortFunc(out, func(a, b migration) int { return a.version - b.version })
 	return out, nil
 }
+
+// PendingMigrations lists the versions of the embedded migrations that the database
+// has not applied; empty means the schema is current. Unlike comparing the highest
+// version, it also sees a gap (an older migration merged after a newer one ran).
+func (s *Store) PendingMigrations(ctx context.Context) ([]int, error) {
+	all, err := loadMigrations(migrations.FS)
+	if err != nil {
+		return nil, err
+	}
+	versions := make([]int, len(all))
+	for i, m := range all {
+		versions[i] = m.version
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return nil, fmt.Errorf("look for schema_migrations: %w", err)
+	}
+	if !exists {
+		return versions, nil
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT v FROM unnest($1::int[]) AS v
+		WHERE v NOT IN (SELECT version FROM schema_migrations) ORDER BY v`, versions)
+	if err != nil {
+		return nil, fmt.Errorf("compare migrations: %w", err)
+	}
+	pending, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, fmt.Errorf("compare migrations: %w", err)
+	}
+	return pending, nil
+}

@@ -277,3 +277,27 @@ func TestMigrateCancelled(t *testing.T) {
 		t.Errorf("MigrateFS with a cancelled context = %v, want context.Canceled", err)
 	}
 }
+
+func TestPendingMigrations(t *testing.T) {
+	st := storetest.New(t)
+	ctx := t.Context()
+	pending, err := st.PendingMigrations(ctx)
+	if err != nil || len(pending) != 0 {
+		t.Fatalf("fresh migrated database: pending %v, err %v", pending, err)
+	}
+	// Forget one applied version, as if an older migration had been merged later.
+	if _, err := st.Pool().Exec(ctx, `DELETE FROM schema_migrations WHERE version = 1`); err != nil {
+		t.Fatal(err)
+	}
+	pending, err = st.PendingMigrations(ctx)
+	if err != nil || len(pending) != 1 || pending[0] != 1 {
+		t.Fatalf("pending %v, err %v; want [1]", pending, err)
+	}
+	if _, err := st.Pool().Exec(ctx, `DROP TABLE schema_migrations`); err != nil {
+		t.Fatal(err)
+	}
+	pending, err = st.PendingMigrations(ctx)
+	if err != nil || len(pending) == 0 {
+		t.Fatalf("without schema_migrations: pending %v, err %v", pending, err)
+	}
+}

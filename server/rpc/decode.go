@@ -57,11 +57,11 @@ func Decode(body []byte, maxBatch int) (Message, *Error) {
 	case '{':
 		// One pass validates and splits the object; a syntax error anywhere in the
 		// body surfaces here as a parse error.
-		var w wireRequest
-		if err := json.Unmarshal(body, &w); err != nil {
+		var members map[string]json.RawMessage
+		if err := json.Unmarshal(body, &members); err != nil {
 			return Message{}, parseError(body)
 		}
-		return Message{Calls: []Call{checkCall(w)}}, nil
+		return Message{Calls: []Call{checkCall(toWire(members))}}, nil
 	}
 	if !json.Valid(body) {
 		return Message{}, parseError(body)
@@ -71,21 +71,25 @@ func Decode(body []byte, maxBatch int) (Message, *Error) {
 
 // wireRequest keeps every member raw so that its JSON type can be checked.
 type wireRequest struct {
-	JSONRPC json.RawMessage `json:"jsonrpc"`
-	ID      json.RawMessage `json:"id"`
-	Method  json.RawMessage `json:"method"`
-	Params  json.RawMessage `json:"params"`
+	JSONRPC, ID, Method, Params json.RawMessage
 }
 
 func decodeCall(raw json.RawMessage) Call {
 	if len(raw) == 0 || raw[0] != '{' {
 		return Call{Err: NewError(CodeInvalidRequest, "a request must be a JSON object, got %s", jsonKind(raw)), ID: null}
 	}
-	var w wireRequest
-	if err := json.Unmarshal(raw, &w); err != nil {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
 		return Call{Err: NewError(CodeInvalidRequest, "%v", err), ID: null}
 	}
-	return checkCall(w)
+	return checkCall(toWire(members))
+}
+
+// toWire picks the members by their exact names: JSON-RPC member names are
+// case-sensitive, so "ID" is not an id and "Method" is not a method (encoding/json's
+// struct decoding would accept both).
+func toWire(m map[string]json.RawMessage) wireRequest {
+	return wireRequest{JSONRPC: m["jsonrpc"], ID: m["id"], Method: m["method"], Params: m["params"]}
 }
 
 // checkCall validates the members of one request object.

@@ -36,6 +36,8 @@ func TestDecode(t *testing.T) {
 		{name: "mixed batch", body: ` [{"jsonrpc":"2.0","method":"sum","params":[1,2,4],"id":"1"},{"jsonrpc":"2.0","method":"notify_hello","params":[7]},{"foo":"boo"}] `,
 			wantBatch: true, wantCalls: []int{0, 0, CodeInvalidRequest}, wantIDs: []string{`"1"`, "null", "null"}},
 		{name: "batch over limit", body: `[1,2,3,4,5]`, wantErr: CodeInvalidRequest},
+		{name: "member names are case-sensitive", body: `{"JSONRPC":"2.0","METHOD":"m","ID":1}`, wantCalls: []int{CodeInvalidRequest}, wantIDs: []string{"null"}},
+		{name: "Id is not id: a notification", body: `{"jsonrpc":"2.0","method":"a","Id":7}`, wantCalls: []int{0}, wantIDs: []string{"null"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -128,7 +130,7 @@ func TestRoles(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	for _, s := range []string{
 		`{"jsonrpc":"2.0","method":"a","params":[1],"id":1}`, `[{"jsonrpc":"2.0","method":"a"},1]`, `[]`, `{`, `null`,
-		`{"jsonrpc":"2.0","method":"a","id":{"x":1}}`, "\x00", `[[[]]]`, `{"jsonrpc":"2.0","method":"a","params":null,"id":-1e9}`,
+		`{"jsonrpc":"2.0","method":"a","id":{"x":1}}`, `{"JSONRPC":"2.0","Method":"a","Id":1}`, "\x00", `[[[]]]`, `{"jsonrpc":"2.0","method":"a","params":null,"id":-1e9}`,
 	} {
 		f.Add([]byte(s))
 	}
