@@ -33,7 +33,7 @@ func BenchmarkFileRead(b *testing.B) {
 		b.Fatal(err)
 	}
 	body := []byte(fmt.Sprintf(`{"jsonrpc":"2.0","method":"project.file.read","params":{"project_id":%q,"path":"src/data.txt"},"id":1}`, p.ID))
-	answer := post(b, env.url, string(body))
+	answer := post(b, env.url, string(body), env.tokens[rpc.RoleAdmin])
 	if answer.status != http.StatusOK || !bytes.Contains(answer.body, []byte(`"revision":1`)) {
 		b.Fatalf("read answered %d %s", answer.status, answer.body)
 	}
@@ -50,13 +50,14 @@ func BenchmarkFileRead(b *testing.B) {
 	go func() { _ = bare.Serve(ln) }()
 	defer bare.Close()
 
-	b.Run("cdsd", func(b *testing.B) { loadTest(b, env.url+"/rpc", body) })
-	b.Run("bare", func(b *testing.B) { loadTest(b, "http://"+ln.Addr().String()+"/rpc", body) })
+	token := env.tokens[rpc.RoleAdmin]
+	b.Run("cdsd", func(b *testing.B) { loadTest(b, env.url+"/rpc", token, body) })
+	b.Run("bare", func(b *testing.B) { loadTest(b, "http://"+ln.Addr().String()+"/rpc", token, body) })
 }
 
 // loadTest sends b.N requests from benchClients goroutines and reports req/s and
 // the p50 and p99 latencies.
-func loadTest(b *testing.B, url string, body []byte) {
+func loadTest(b *testing.B, url, token string, body []byte) {
 	tr := &http.Transport{MaxIdleConns: benchClients, MaxIdleConnsPerHost: benchClients}
 	defer tr.CloseIdleConnections()
 	hc := &http.Client{Transport: tr}
@@ -74,7 +75,14 @@ func loadTest(b *testing.B, url string, body []byte) {
 			local := make([]time.Duration, 0, b.N/benchClients+1)
 			for next.Add(1) <= int64(b.N) {
 				t0 := time.Now()
-				resp, err := hc.Post(url, "application/json", bytes.NewReader(body))
+				req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+				if err != nil {
+					failures.Add(1)
+					continue
+				}
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+token)
+				resp, err := hc.Do(req)
 				if err != nil {
 					failures.Add(1)
 					continue

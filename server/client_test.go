@@ -76,6 +76,7 @@ func TestWebSocketEndsWithServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
+	env.waitSessions(t, 1)
 	// Shut the server down the way cdsd does on SIGTERM.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

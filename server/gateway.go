@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/cyberdevstudio/cds/engine/audit"
 	"github.com/cyberdevstudio/cds/server/rpc"
 )
 
@@ -34,7 +35,7 @@ func (s *Server) handleRPC(w http.ResponseWriter, r *http.Request) {
 		return // the client went away; nobody is left to answer
 	}
 	p, authErr := s.cfg.Authenticate(r)
-	ctx := r.Context()
+	ctx := audit.WithRequest(r.Context(), clientIP(r), RequestID(r.Context()))
 	if authErr == nil {
 		ctx = context.WithValue(ctx, principalKey, p)
 	}
@@ -104,11 +105,17 @@ func (s *Server) call(ctx context.Context, req *rpc.Request, authErr error) (lab
 		return m.doc.Name, nil, s.toRPCError(ctx, req.Method, authErr)
 	}
 	p, _ := ctx.Value(principalKey).(Principal)
+	if p.MustChangePassword {
+		return m.doc.Name, nil, errMustChange
+	}
 	if !p.Role.AtLeast(m.minRole) {
 		return m.doc.Name, nil, rpc.NewError(rpc.CodeForbidden, "%s needs role %s or above; you are %s", m.doc.Name, m.minRole, roleName(p.Role))
 	}
 	if m.wsOnly && sessionFrom(ctx) == nil {
 		return m.doc.Name, nil, rpc.NewError(rpc.CodeInvalidRequest, "%s works only over the WebSocket at /ws", m.doc.Name)
+	}
+	if err := s.allow(ClassAPI, "user:"+strconv.FormatInt(p.UserID, 10)); err != nil {
+		return m.doc.Name, nil, mapDomainError(err)
 	}
 	params, perr := m.decodeParams(req.Params)
 	if perr != nil {

@@ -17,9 +17,17 @@ type rawAnswer struct {
 	body   []byte
 }
 
-func post(t testing.TB, url, body string) rawAnswer {
+// post sends body to /rpc, with the bearer token if one is given.
+func post(t testing.TB, url, body string, token ...string) rawAnswer {
 	t.Helper()
-	resp, err := http.Post(url+"/rpc", "application/json", strings.NewReader(body))
+	req, err := http.NewRequest(http.MethodPost, url+"/rpc", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(token) > 0 {
+		req.Header.Set("Authorization", "Bearer "+token[0])
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +136,7 @@ func TestJSONRPCSpecExamples(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := post(t, env.url, tc.body)
+			got := post(t, env.url, tc.body, env.tokens[rpc.RoleAdmin])
 			if got.status != tc.wantStatus {
 				t.Fatalf("status %d, want %d: %s", got.status, tc.wantStatus, got.body)
 			}
@@ -182,14 +190,14 @@ func TestLimits(t *testing.T) {
 	})
 	t.Run("body too large", func(t *testing.T) {
 		big := `{"jsonrpc":"2.0","method":"project.create","params":["` + strings.Repeat("a", 1<<20) + `"],"id":1}`
-		got := post(t, env.url, big)
+		got := post(t, env.url, big, env.tokens[rpc.RoleAdmin])
 		if got.status != http.StatusRequestEntityTooLarge || !strings.Contains(string(got.body), "1 MiB limit") {
 			t.Fatalf("status %d body %s", got.status, got.body)
 		}
 	})
 	t.Run("batch too large", func(t *testing.T) {
 		call := `{"jsonrpc":"2.0","method":"system.status","id":1}`
-		got := post(t, env.url, "["+strings.Repeat(call+",", 3)+call+"]")
+		got := post(t, env.url, "["+strings.Repeat(call+",", 3)+call+"]", env.tokens[rpc.RoleAdmin])
 		if got.status != http.StatusBadRequest || !strings.Contains(string(got.body), "the limit is 3") {
 			t.Fatalf("status %d body %s", got.status, got.body)
 		}
@@ -292,6 +300,7 @@ func TestOriginAndHostChecks(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			req.Header.Set("Authorization", "Bearer "+env.tokens[rpc.RoleAdmin])
 			for k, v := range tc.header {
 				req.Header.Set(k, v)
 			}

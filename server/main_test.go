@@ -6,55 +6,70 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/cyberdevstudio/cds/engine/apikey"
+	"github.com/cyberdevstudio/cds/engine/auth"
 	"github.com/cyberdevstudio/cds/engine/event"
 	"github.com/cyberdevstudio/cds/engine/project"
 	"github.com/cyberdevstudio/cds/engine/store"
 	"github.com/cyberdevstudio/cds/engine/store/storetest"
+	"github.com/cyberdevstudio/cds/engine/users"
 	"github.com/cyberdevstudio/cds/server/client"
 	"github.com/cyberdevstudio/cds/server/rpc"
 )
 
 func TestMain(m *testing.M) { os.Exit(storetest.Run(m)) }
 
-// testUserHeader picks the caller in tests: the Authenticator is the injection
-// point that the auth release fills with real authentication.
-const testUserHeader = "X-Test-User"
+// testPassword meets the password policy; every test user has it.
+const testPassword = "Correct-Horse-9-battery"
 
 type testEnv struct {
 	url      string
-	client   *client.Client
+	client   *client.Client // logged in as the admin
+	anon     *client.Client // no credentials
 	srv      *Server
 	store    *store.Store
 	bus      *event.Bus
 	projects *project.Service
-	users    map[rpc.Role]store.User
+	auth     *auth.Service
+	keys     *apikey.Service
+	users    map[rpc.Role]auth.User
+	tokens   map[rpc.Role]string
 	dataDir  string
 }
 
-// newEnv starts a real server on a loopback port against a fresh database. Requests
-// act as the admin user unless they carry testUserHeader with a role name.
+// newEnv starts a real server on a loopback port against a fresh database, with one
+// user per role, each logged in.
 func newEnv(t testing.TB, tweak ...func(*Config)) *testEnv {
 	t.Helper()
 	st := storetest.New(t)
-	env := &testEnv{store: st, bus: event.NewBus(64), users: map[rpc.Role]store.User{}, dataDir: t.TempDir()}
-	for _, r := range []rpc.Role{rpc.RoleAdmin, rpc.RoleDeveloper, rpc.RoleViewer} {
-		u, err := st.EnsureUser(context.Background(), string(r)+"-user", string(r))
-		if err != nil {
-			t.Fatal(err)
-		}
-		env.users[r] = u
-	}
+	ctx := context.Background()
+	env := &testEnv{store: st, bus: event.NewBus(64), users: map[rpc.Role]auth.User{}, tokens: map[rpc.Role]string{}, dataDir: t.TempDir()}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	var err error
+	env.auth, err = auth.New(auth.Config{DB: st.Pool(), Logger: log, SigningKey: []byte("test-signing-key-of-at-least-32-bytes!"),
+		// Cheap hashes keep the tests fast; production uses auth.DefaultParams.
+		Argon2: auth.Params{Memory: 1024, Iterations: 1, Threads: 1, KeyLen: 32, SaltLen: 16}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if env.keys, err = apikey.New(apikey.Config{DB: st.Pool(), Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []rpc.Role{rpc.RoleAdmin, rpc.RoleDeveloper, rpc.RoleViewer} {
+		u, err := env.auth.CreateUser(ctx, string(r)+"-user", testPassword, string(r), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.users[r] = u
+	}
 	env.projects, err = project.New(project.Config{
 		DB: st.Pool(), Dir: filepath.Join(env.dataDir, "projects"), Logger: log,
 		Publish: func(stream, typ string, data any) { env.bus.Publish(stream, typ, data) },
@@ -72,19 +87,11 @@ func newEnv(t testing.TB, tweak ...func(*Config)) *testEnv {
 		stopWatch()
 		<-watchDone
 	})
+	authn := &TokenAuthenticator{Auth: env.auth, Keys: env.keys}
 	cfg := Config{
 		Logger: log, Store: st, Projects: env.projects, Bus: env.bus, Version: "test",
-		Authenticate: func(r *http.Request) (Principal, error) {
-			role := rpc.RoleAdmin
-			if h := r.Header.Get(testUserHeader); h != "" {
-				if h == "anonymous" {
-					return Principal{}, rpc.NewError(rpc.CodeUnauthorized, "no credentials")
-				}
-				role = rpc.Role(h)
-			}
-			u := env.users[role]
-			return Principal{UserID: u.ID, Username: u.Username, Role: role}, nil
-		},
+		Auth: env.auth, Keys: env.keys, Users: users.New(st.Pool(), log),
+		Authenticate: authn.Authenticate,
 	}
 	for _, f := range tweak {
 		f(&cfg)
@@ -97,9 +104,9 @@ func newEnv(t testing.TB, tweak ...func(*Config)) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	sctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- env.srv.Serve(ctx, ln, 5*time.Second) }()
+	go func() { done <- env.srv.Serve(sctx, ln, 5*time.Second) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
@@ -108,28 +115,30 @@ func newEnv(t testing.TB, tweak ...func(*Config)) *testEnv {
 		env.bus.Close()
 	})
 	env.url = "http://" + ln.Addr().String()
-	env.client, err = client.New(env.url)
-	if err != nil {
+	if env.anon, err = client.New(env.url); err != nil {
 		t.Fatal(err)
 	}
+	for r, u := range env.users {
+		tok, err := env.anon.Login(ctx, u.Username, testPassword)
+		if err != nil {
+			t.Fatalf("login %s: %v", u.Username, err)
+		}
+		env.tokens[r] = tok.AccessToken
+	}
+	env.client = env.as(t, string(rpc.RoleAdmin))
 	return env
 }
 
-// as returns a client acting with role.
+// as returns a client acting as the user of role, or without credentials for
+// "anonymous".
 func (e *testEnv) as(t testing.TB, role string) *client.Client {
 	t.Helper()
-	hc := &http.Client{Transport: headerTransport{name: testUserHeader, value: role}}
-	c, err := client.New(e.url, client.WithHTTPClient(hc))
+	if role == "anonymous" {
+		return e.anon
+	}
+	c, err := client.New(e.url, client.WithToken(e.tokens[rpc.Role(role)]))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return c
-}
-
-type headerTransport struct{ name, value string }
-
-func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	r = r.Clone(r.Context())
-	r.Header.Set(h.name, h.value)
-	return http.DefaultTransport.RoundTrip(r)
 }

@@ -36,6 +36,7 @@ func (s *Server) registerMethods() error {
 		register(r, rpc.MethodFileRename, rpc.RoleDeveloper, s.fileRename),
 		register(r, rpc.MethodFileHistory, rpc.RoleViewer, s.fileHistory),
 		s.registerEvents(),
+		s.registerAdminMethods(),
 	)
 }
 
@@ -200,6 +201,9 @@ func (s *Server) fileHistory(ctx context.Context, p rpc.FileHistoryParams) (rpc.
 
 // mapDomainError maps the engine's sentinel and typed errors; nil for anything else.
 func mapDomainError(err error) *rpc.Error {
+	if e := mapAccountError(err); e != nil {
+		return e
+	}
 	var (
 		re       *rpc.Error
 		conflict *project.ConflictError

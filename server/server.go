@@ -15,9 +15,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cyberdevstudio/cds/engine/apikey"
+	"github.com/cyberdevstudio/cds/engine/auth"
 	"github.com/cyberdevstudio/cds/engine/event"
 	"github.com/cyberdevstudio/cds/engine/project"
 	"github.com/cyberdevstudio/cds/engine/store"
+	"github.com/cyberdevstudio/cds/engine/users"
 	"github.com/cyberdevstudio/cds/server/rpc"
 )
 
@@ -34,6 +37,15 @@ type Principal struct {
 	UserID   int64
 	Username string
 	Role     rpc.Role
+	// SessionID and TokenID identify the login and the access token; APIKeyID the
+	// API key. Exactly one kind is set.
+	SessionID string
+	TokenID   string
+	ExpiresAt time.Time
+	APIKeyID  int64
+	// MustChangePassword restricts the caller to changing the password, reading
+	// the own account and logging out.
+	MustChangePassword bool
 }
 
 // Authenticator resolves the caller of an HTTP request. It returns an *rpc.Error
@@ -46,6 +58,10 @@ type Config struct {
 	Store    *store.Store
 	Projects *project.Service
 	Bus      *event.Bus
+	// Auth, Keys and Users serve /auth and /admin.
+	Auth  *auth.Service
+	Keys  *apikey.Service
+	Users *users.Service
 	// Authenticate resolves every request's caller.
 	Authenticate Authenticator
 	// Version is reported by system.status and rpc.discover.
@@ -65,6 +81,13 @@ type Config struct {
 	// AllowedOrigins are browser origins (scheme://host:port) besides the server's
 	// own that may call the API.
 	AllowedOrigins []string
+	// Limiter applies the rate limits; nil means none.
+	Limiter Limiter
+}
+
+// Limiter is a rate limiter keyed by class and caller (engine/ratelimit).
+type Limiter interface {
+	Allow(class, key string) (ok bool, retryAfter time.Duration)
 }
 
 // Server is the HTTP front of cdsd.
@@ -76,12 +99,15 @@ type Server struct {
 	handler   http.Handler
 	started   time.Time
 	wsTracker *connTracker
+	// routes lists the REST routes with their roles (see handle).
+	routes []route
 }
 
 // New builds the server and registers every method.
 func New(cfg Config) (*Server, error) {
-	if cfg.Logger == nil || cfg.Store == nil || cfg.Projects == nil || cfg.Bus == nil || cfg.Authenticate == nil {
-		return nil, errors.New("server config needs Logger, Store, Projects, Bus and Authenticate")
+	if cfg.Logger == nil || cfg.Store == nil || cfg.Projects == nil || cfg.Bus == nil || cfg.Authenticate == nil ||
+		cfg.Auth == nil || cfg.Keys == nil || cfg.Users == nil {
+		return nil, errors.New("server config needs Logger, Store, Projects, Bus, Auth, Keys, Users and Authenticate")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
@@ -112,9 +138,15 @@ func New(cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", s.handleHealth)
 	mux.HandleFunc("GET /ready", s.handleReady)
-	mux.Handle("GET /metrics", s.metrics.handler(cfg.Registerer))
+	metricsHandler := s.metrics.handler(cfg.Registerer)
+	s.handle(mux, "GET /metrics", Public, func(w http.ResponseWriter, r *http.Request, _ Principal) error {
+		metricsHandler.ServeHTTP(w, r)
+		return nil
+	}, rateClass(ClassMetrics))
 	mux.HandleFunc("POST /rpc", s.handleRPC)
 	mux.HandleFunc("GET /ws", s.handleWS)
+	s.registerAuthRoutes(mux)
+	s.registerAdminRoutes(mux)
 	s.handler = s.withRequestID(s.withAccessLog(s.withRecover(s.withOriginCheck(mux))))
 	return s, nil
 }

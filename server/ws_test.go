@@ -145,7 +145,7 @@ func TestSlowConsumerIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ws, _, err := websocket.Dial(ctx, strings.Replace(env.url, "http", "ws", 1)+"/ws", nil)
+	ws, _, err := websocket.Dial(ctx, strings.Replace(env.url, "http", "ws", 1)+"/ws", env.wsOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestWebSocketErrors(t *testing.T) {
 		}
 	})
 	t.Run("binary frame and bad JSON", func(t *testing.T) {
-		ws, _, err := websocket.Dial(ctx, strings.Replace(env.url, "http", "ws", 1)+"/ws", nil)
+		ws, _, err := websocket.Dial(ctx, strings.Replace(env.url, "http", "ws", 1)+"/ws", env.wsOptions())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,20 +225,35 @@ func TestWebSocketErrors(t *testing.T) {
 func TestSilentPeerIsDropped(t *testing.T) {
 	env := newEnv(t, func(c *Config) { c.PingInterval = 50 * time.Millisecond })
 	ctx := t.Context()
-	ws, _, err := websocket.Dial(ctx, strings.Replace(env.url, "http", "ws", 1)+"/ws", nil)
+	ws, _, err := websocket.Dial(ctx, strings.Replace(env.url, "http", "ws", 1)+"/ws", env.wsOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ws.CloseNow()
 	// Not reading means pings go unanswered; wait until the server gave up.
+	env.waitSessions(t, 1)
+	env.waitSessions(t, 0)
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, _, err := ws.Read(rctx); err == nil || rctx.Err() != nil {
+		t.Fatalf("connection still open: %v", err)
+	}
+}
+
+// waitSessions waits until the server holds n WebSocket sessions: a client's Dial
+// returns before the server's handler has registered its side.
+func (e *testEnv) waitSessions(t *testing.T, n int) {
+	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for env.srv.wsTracker.count() > 0 {
+	for e.srv.wsTracker.count() != n {
 		if time.Now().After(deadline) {
-			t.Fatal("server kept a silent peer")
+			t.Fatalf("server holds %d WebSocket sessions, want %d", e.srv.wsTracker.count(), n)
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
-	if _, _, err := ws.Read(ctx); err == nil {
-		t.Fatal("connection still open")
-	}
+}
+
+// wsOptions authenticate a raw WebSocket dial as the admin.
+func (e *testEnv) wsOptions() *websocket.DialOptions {
+	return &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + e.tokens[rpc.RoleAdmin]}}}
 }

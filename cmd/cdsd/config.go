@@ -10,7 +10,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/cyberdevstudio/cds/engine/ratelimit"
 )
 
 // defaultListen is the API address of the seeds, on loopback only.
@@ -27,7 +31,7 @@ type config struct {
 	databaseURL  string
 	logLevel     slog.Level
 	logFormat    string
-	devUser      string
+	rateLimits   []ratelimit.Class
 	allowOrigins []string
 	showVersion  bool
 }
@@ -49,7 +53,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&origins, "allow-origin", os.Getenv("CDS_ALLOW_ORIGINS"), "comma-separated browser `origins` (scheme://host:port) besides cdsd's own that may call the API (env CDS_ALLOW_ORIGINS)")
 	fs.StringVar(&level, "log-level", level, "log `level`: debug, info, warn or error (env CDS_LOG_LEVEL)")
 	fs.StringVar(&c.logFormat, "log-format", envOr("CDS_LOG_FORMAT", "text"), "log `format`: text or json (env CDS_LOG_FORMAT)")
-	fs.StringVar(&c.devUser, "dev-user", envOr("CDS_DEV_USER", "dev"), "development only, until login lands: the `username` every request acts as (env CDS_DEV_USER)")
+	limits := envOr("CDS_RATE_LIMITS", defaultRateLimits)
+	fs.StringVar(&limits, "rate-limits", limits, "per-caller rate `limits` as class=N/duration, comma-separated; classes api, login, llm, metrics (env CDS_RATE_LIMITS)")
 	fs.BoolVar(&c.showVersion, "version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `cdsd is the CyberDevStudio daemon: JSON-RPC API (/rpc, /ws), project store,
@@ -100,8 +105,8 @@ Flags:
 		return c, fmt.Errorf("--data-dir: %w", err)
 	}
 	c.dataDir = abs
-	if strings.TrimSpace(c.devUser) == "" {
-		return c, errors.New("--dev-user must not be empty")
+	if c.rateLimits, err = parseRateLimits(limits); err != nil {
+		return c, fmt.Errorf("--rate-limits: %w", err)
 	}
 	return c, nil
 }
@@ -130,4 +135,47 @@ func newLogger(c config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// defaultRateLimits are seed 002's classes: API calls per user (or client IP), logins
+// per IP and account, LLM calls and metrics scrapes.
+const defaultRateLimits = "api=100/1m,login=5/15m,llm=10/1s,metrics=20/1s"
+
+// parseRateLimits reads "class=N/duration,…": N calls per duration, with bursts of N.
+// Classes not named keep their defaults.
+func parseRateLimits(v string) ([]ratelimit.Class, error) {
+	byName := map[string]ratelimit.Class{}
+	var order []string
+	for _, c := range ratelimit.Defaults() {
+		byName[c.Name] = c
+		order = append(order, c.Name)
+	}
+	for item := range strings.SplitSeq(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, spec, ok := strings.Cut(item, "=")
+		n, per, ok2 := strings.Cut(spec, "/")
+		if !ok || !ok2 {
+			return nil, fmt.Errorf("%q: want class=N/duration, e.g. api=100/1m", item)
+		}
+		if _, known := byName[name]; !known {
+			return nil, fmt.Errorf("%q: unknown class %q (api, login, llm, metrics)", item, name)
+		}
+		count, err := strconv.Atoi(n)
+		if err != nil || count <= 0 {
+			return nil, fmt.Errorf("%q: %q is not a positive number", item, n)
+		}
+		d, err := time.ParseDuration(per)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("%q: %q is not a duration such as 1s, 1m or 15m", item, per)
+		}
+		byName[name] = ratelimit.Class{Name: name, Rate: float64(count) / d.Seconds(), Burst: count}
+	}
+	out := make([]ratelimit.Class, len(order))
+	for i, name := range order {
+		out[i] = byName[name]
+	}
+	return out, nil
 }

@@ -7,20 +7,24 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/cyberdevstudio/cds/engine/apikey"
+	"github.com/cyberdevstudio/cds/engine/auth"
+	"github.com/cyberdevstudio/cds/engine/billing"
 	"github.com/cyberdevstudio/cds/engine/event"
 	"github.com/cyberdevstudio/cds/engine/pgcluster"
 	"github.com/cyberdevstudio/cds/engine/project"
+	"github.com/cyberdevstudio/cds/engine/ratelimit"
 	"github.com/cyberdevstudio/cds/engine/store"
+	"github.com/cyberdevstudio/cds/engine/users"
 	"github.com/cyberdevstudio/cds/server"
-	"github.com/cyberdevstudio/cds/server/rpc"
 )
 
 // drainTimeout bounds how long shutdown waits for in-flight requests.
@@ -90,10 +94,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("database ready", "embedded", embedded, "migrations_applied", applied)
 
-	devUser, err := st.EnsureUser(ctx, cfg.devUser, string(rpc.RoleAdmin))
+	key, err := auth.LoadOrCreateSigningKey(cfg.dataDir, os.Getenv("CDS_JWT_SECRET"))
 	if err != nil {
-		return fmt.Errorf("ensure development user %q: %w", cfg.devUser, err)
+		return fmt.Errorf("JWT signing key: %w", err)
 	}
+	authSvc, err := auth.New(auth.Config{DB: st.Pool(), Logger: log, SigningKey: key})
+	if err != nil {
+		return err
+	}
+	envPassword := os.Getenv("CDS_ADMIN_PASSWORD")
+	adminPassword, created, err := authSvc.Bootstrap(ctx, envPassword)
+	if err != nil {
+		return fmt.Errorf("create the first admin: %w", err)
+	}
+	if envPassword != "" {
+		adminPassword = "" // the operator knows it; it is never printed
+	}
+	keys, err := apikey.New(apikey.Config{DB: st.Pool(), Logger: log})
+	if err != nil {
+		return err
+	}
+	ledger, err := billing.New(billing.Config{DB: st.Pool(), Logger: log})
+	if err != nil {
+		return err
+	}
+	limiter := ratelimit.New(time.Now, cfg.rateLimits...)
 
 	bus := event.NewBus(event.DefaultRetain)
 	defer bus.Close()
@@ -106,24 +131,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// Watch keeps the project store's head cache in step with every writer; it
-	// stops before the database closes (defers run last-in, first-out).
-	watchCtx, stopWatch := context.WithCancel(context.WithoutCancel(ctx))
-	watchDone := make(chan struct{})
-	go func() {
-		defer close(watchDone)
-		_ = projects.Watch(watchCtx) // it only returns once watchCtx ends
-	}()
+	// Background loops: the project store's head cache follows every writer, the
+	// ledger expires stale reservations, the limiter forgets idle callers. They
+	// stop before the database closes (defers run last-in, first-out).
+	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	var background sync.WaitGroup
+	for _, loop := range []func(context.Context) error{projects.Watch, ledger.Run, limiter.Run} {
+		background.Go(func() { _ = loop(bgCtx) }) // each returns only once bgCtx ends
+	}
 	defer func() {
-		stopWatch()
-		<-watchDone
+		stopBackground()
+		background.Wait()
 	}()
 	srv, err := server.New(server.Config{
 		Logger:       log,
 		Store:        st,
 		Projects:     projects,
 		Bus:          bus,
-		Authenticate: devAuthenticator(devUser),
+		Auth:         authSvc,
+		Keys:         keys,
+		Users:        users.New(st.Pool(), log),
+		Limiter:      limiter,
+		Authenticate: (&server.TokenAuthenticator{Auth: authSvc, Keys: keys}).Authenticate,
 		Version:      version,
 		EmbeddedDB:   embedded,
 		// On loopback, a Host that is no loopback name can only come from DNS
@@ -137,8 +166,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	url := "http://" + ln.Addr().String()
 	log.Info("cdsd listening", "url", url, "data_dir", cfg.dataDir, "version", version)
-	log.Warn("authentication is not enabled yet: every request acts as the development user", "user", devUser.Username)
-	fmt.Fprint(stdout, banner(url, devUser.Username))
+	fmt.Fprint(stdout, banner(url, adminPassword, created))
 
 	if err := srv.Serve(ctx, ln, drainTimeout); err != nil {
 		return err
@@ -147,15 +175,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// banner tells the user, on stdout, where the studio runs and how to reach it with
+// banner tells the user, on stdout, where the studio runs and how to log in with
 // cds: the PATH line appears when cds sits next to this cdsd binary (as
-// scripts/studio builds them), and --server only when the address is not cds's
-// default.
-func banner(url, user string) string {
+// scripts/studio builds them), --server only when the address is not cds's default,
+// and a generated admin password exactly once, when it was just created.
+func banner(url, adminPassword string, created bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n  CyberDevStudio is running at %s\n", url)
-	fmt.Fprintf(&b, "  Every request acts as user %q (login arrives with the auth release).\n\n", user)
-	b.WriteString("  In another terminal:\n")
+	if created && adminPassword != "" {
+		fmt.Fprintf(&b, "\n  First start: created the user %q with the password\n\n      %s\n\n", auth.BootstrapUsername, adminPassword)
+		b.WriteString("  It is shown only now. Change it at your first login (cds asks you to).\n")
+	} else if created {
+		fmt.Fprintf(&b, "\n  First start: created the user %q with the password from CDS_ADMIN_PASSWORD.\n", auth.BootstrapUsername)
+	}
+	b.WriteString("\n  In another terminal:\n")
 	if exe, err := os.Executable(); err == nil {
 		dir := filepath.Dir(exe)
 		if _, err := os.Stat(filepath.Join(dir, "cds")); err == nil {
@@ -166,20 +199,14 @@ func banner(url, user string) string {
 	if url != "http://"+defaultListen {
 		server = " --server " + url
 	}
-	fmt.Fprintf(&b, "    cds%s status\n    cds%s project create demo\n\n  Stop with Ctrl-C.\n\n", server, server)
+	fmt.Fprintf(&b, "    cds%s login --username %s\n    cds%s status\n    cds%s project create demo\n\n  Stop with Ctrl-C.\n\n",
+		server, auth.BootstrapUsername, server, server)
 	return b.String()
 }
 
 func isLoopback(addr net.Addr) bool {
 	tcp, ok := addr.(*net.TCPAddr)
 	return ok && tcp.IP.IsLoopback()
-}
-
-// devAuthenticator makes every request act as one user: the development-only mode
-// that stands in until the auth release plugs real authentication in here.
-func devAuthenticator(u store.User) server.Authenticator {
-	p := server.Principal{UserID: u.ID, Username: u.Username, Role: rpc.Role(u.Role)}
-	return func(*http.Request) (server.Principal, error) { return p, nil }
 }
 
 // ensureDatabase creates the application database in a fresh embedded cluster.

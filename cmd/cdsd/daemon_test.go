@@ -87,6 +87,20 @@ func (d *daemon) client(t *testing.T) *client.Client {
 	return c
 }
 
+// adminPassword is what the tests hand cdsd in CDS_ADMIN_PASSWORD.
+const adminPassword = "Test-Admin-Pass-42"
+
+// admin returns a client logged in as the bootstrapped admin.
+func (d *daemon) admin(t *testing.T) *client.Client {
+	t.Helper()
+	c := d.client(t)
+	tok, err := c.Login(t.Context(), "admin", adminPassword)
+	if err != nil {
+		t.Fatalf("login: %v\n%s", err, d.stderr)
+	}
+	return c.WithToken(tok.AccessToken)
+}
+
 func (d *daemon) stop(t *testing.T) {
 	t.Helper()
 	d.cancel()
@@ -99,14 +113,18 @@ func (d *daemon) stop(t *testing.T) {
 // checks that a second daemon on the same data dir is refused, stops, starts again
 // and finds the project.
 func TestEmbeddedRestartKeepsData(t *testing.T) {
+	t.Setenv("CDS_ADMIN_PASSWORD", adminPassword)
 	dataDir := t.TempDir()
 	// Running as root, the cluster's data lives outside the 0700 temp dir.
 	t.Cleanup(func() { _ = pgcluster.Remove(filepath.Join(dataDir, "postgres")) })
 	d := start(t, "--data-dir", dataDir)
-	if !strings.Contains(d.stdout.String(), "cds --server http://"+d.addr+" status") {
-		t.Errorf("banner does not say how to use cds:\n%s", d.stdout)
+	if !strings.Contains(d.stdout.String(), "cds --server http://"+d.addr+" login --username admin") {
+		t.Errorf("banner does not say how to log in with cds:\n%s", d.stdout)
 	}
-	c := d.client(t)
+	if strings.Contains(d.stdout.String(), adminPassword) {
+		t.Errorf("banner prints the password from the environment:\n%s", d.stdout)
+	}
+	c := d.admin(t)
 	st, err := c.SystemStatus(t.Context())
 	if err != nil || !st.Database.Embedded || !st.Database.OK {
 		t.Fatalf("status %+v %v", st, err)
@@ -127,16 +145,17 @@ func TestEmbeddedRestartKeepsData(t *testing.T) {
 
 	d = start(t, "--data-dir", dataDir)
 	defer d.stop(t)
-	ps, err := d.client(t).ProjectList(t.Context())
+	ps, err := d.admin(t).ProjectList(t.Context())
 	if err != nil || len(ps) != 1 || ps[0].ID != p.ID {
 		t.Fatalf("after restart: %+v %v", ps, err)
 	}
 }
 
 func TestExternalDatabase(t *testing.T) {
-	d := start(t, "--data-dir", t.TempDir(), "--database-url", storetest.NewURL(t), "--log-format", "json", "--dev-user", "alice")
+	t.Setenv("CDS_ADMIN_PASSWORD", adminPassword)
+	d := start(t, "--data-dir", t.TempDir(), "--database-url", storetest.NewURL(t), "--log-format", "json")
 	defer d.stop(t)
-	st, err := d.client(t).SystemStatus(t.Context())
+	st, err := d.admin(t).SystemStatus(t.Context())
 	if err != nil || st.Database.Embedded || !st.Database.OK {
 		t.Fatalf("status %+v %v", st, err)
 	}
@@ -154,7 +173,7 @@ func TestConfig(t *testing.T) {
 		check   func(t *testing.T, c config)
 	}{
 		{name: "defaults", env: map[string]string{"XDG_DATA_HOME": "/x"}, check: func(t *testing.T, c config) {
-			if c.listen != "127.0.0.1:6813" || c.dataDir != "/x/cds" || c.logFormat != "text" || c.devUser != "dev" {
+			if c.listen != "127.0.0.1:6813" || c.dataDir != "/x/cds" || c.logFormat != "text" || len(c.rateLimits) != 4 {
 				t.Fatalf("%+v", c)
 			}
 		}},
@@ -178,7 +197,15 @@ func TestConfig(t *testing.T) {
 		{name: "bad listen", args: []string{"--listen", "6813"}, wantErr: "--listen"},
 		{name: "stray argument", args: []string{"serve"}, wantErr: "unexpected argument"},
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: "not defined"},
-		{name: "empty dev user", args: []string{"--dev-user", " "}, wantErr: "--dev-user"},
+		{name: "rate limits", args: []string{"--rate-limits", "api=600/1m"}, check: func(t *testing.T, c config) {
+			for _, cl := range c.rateLimits {
+				if cl.Name == "api" && (cl.Burst != 600 || cl.Rate != 10) {
+					t.Fatalf("%+v", cl)
+				}
+			}
+		}},
+		{name: "bad rate limit", args: []string{"--rate-limits", "api=fast"}, wantErr: "--rate-limits"},
+		{name: "unknown rate class", args: []string{"--rate-limits", "foo=1/1s"}, wantErr: "unknown class"},
 		{name: "origins", args: []string{"--allow-origin", "http://127.0.0.1:6711, https://studio.example"}, check: func(t *testing.T, c config) {
 			if len(c.allowOrigins) != 2 || c.allowOrigins[1] != "https://studio.example" {
 				t.Fatalf("%q", c.allowOrigins)
@@ -193,7 +220,7 @@ func TestConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, k := range []string{"CDS_LISTEN", "CDS_DATA_DIR", "CDS_DATABASE_URL", "CDS_LOG_LEVEL", "CDS_LOG_FORMAT", "CDS_DEV_USER", "CDS_ALLOW_ORIGINS"} {
+			for _, k := range []string{"CDS_LISTEN", "CDS_DATA_DIR", "CDS_DATABASE_URL", "CDS_LOG_LEVEL", "CDS_LOG_FORMAT", "CDS_RATE_LIMITS", "CDS_ALLOW_ORIGINS"} {
 				t.Setenv(k, "")
 			}
 			for k, v := range tc.env {
@@ -239,15 +266,21 @@ func TestHelpAndVersion(t *testing.T) {
 
 func TestBanner(t *testing.T) {
 	tests := []struct {
-		name, url, want string
+		name, url, password string
+		created             bool
+		want, notWant       string
 	}{
-		{"default address needs no --server", "http://" + defaultListen, "    cds status\n"},
-		{"other address is named", "http://127.0.0.1:7000", "    cds --server http://127.0.0.1:7000 status\n"},
+		{name: "default address needs no --server", url: "http://" + defaultListen, want: "    cds login --username admin\n"},
+		{name: "other address is named", url: "http://127.0.0.1:7000", want: "    cds --server http://127.0.0.1:7000 status\n"},
+		{name: "generated password shown once", url: "http://" + defaultListen, password: "Gen-Pass-123456!", created: true, want: "Gen-Pass-123456!"},
+		{name: "existing admin: no password", url: "http://" + defaultListen, notWant: "First start"},
+		{name: "env password never printed", url: "http://" + defaultListen, created: true, want: "CDS_ADMIN_PASSWORD"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := banner(tc.url, "dev"); !strings.Contains(got, tc.want) || !strings.Contains(got, tc.url) {
-				t.Fatalf("banner:\n%s\nwant %q", got, tc.want)
+			got := banner(tc.url, tc.password, tc.created)
+			if !strings.Contains(got, tc.want) || !strings.Contains(got, tc.url) || (tc.notWant != "" && strings.Contains(got, tc.notWant)) {
+				t.Fatalf("banner:\n%s\nwant %q, not %q", got, tc.want, tc.notWant)
 			}
 		})
 	}

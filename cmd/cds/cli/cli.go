@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/cyberdevstudio/cds/server/client"
@@ -58,26 +60,57 @@ type options struct {
 // env is what a command runs with.
 type env struct {
 	opts   options
+	flags  cmdFlags
+	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// lines reads stdin line by line once a command has asked for a line.
+	lines *bufio.Reader
+	// perCall makes the --timeout bound each call instead of the whole command,
+	// for commands that wait for the user to type.
+	perCall bool
+	// now is the clock, replaceable in tests.
+	now func() time.Time
 }
 
 // command is one subcommand of cds.
 type command struct {
-	name    string // as typed, e.g. "project create"
-	args    string // the positional arguments for the usage line, e.g. "NAME"
-	summary string // one line for the command list
-	help    string // what it does, for its --help
-	nargs   int    // exact number of positional arguments
-	run     func(ctx context.Context, e *env, args []string) error
+	name     string // as typed, e.g. "project create"
+	args     string // the positional arguments for the usage line, e.g. "NAME"
+	summary  string // one line for the command list
+	help     string // what it does, for its --help
+	nargs    int    // number of required positional arguments
+	optional int    // number of optional positional arguments after those
+	// prompts marks a command that may wait for the user to type: the --timeout
+	// then bounds each call to cdsd, not the typing.
+	prompts bool
+	// flags binds the command's own flags to f; nil for none.
+	flags func(fs *flag.FlagSet, f *cmdFlags)
+	run   func(ctx context.Context, e *env, args []string) error
 }
 
 // commands lists every command in the order of the help text.
 var commands = []*command{
 	statusCommand,
+	loginCommand,
+	logoutCommand,
+	whoamiCommand,
 	projectListCommand,
 	projectCreateCommand,
 	projectDeleteCommand,
+	adminUsersListCommand,
+	adminUsersCreateCommand,
+	adminUsersRoleCommand,
+	adminUsersBalanceCommand,
+	adminUsersDisableCommand,
+	adminUsersEnableCommand,
+	adminUsersDeleteCommand,
+	adminUsersUsageCommand,
+	adminKeysCreateCommand,
+	adminKeysListCommand,
+	adminKeysRevokeCommand,
+	adminAuditCommand,
+	adminRegistrationCommand,
 	versionCommand,
 }
 
@@ -91,14 +124,29 @@ const globalHelp = `Global flags (accepted before or after the command):
 
 Environment:
   CDS_SERVER        default for --server
-  CDS_TOKEN         API key or access token sent as "Authorization: Bearer"
+  CDS_TOKEN         API key or access token sent as "Authorization: Bearer";
+                    it wins over the login stored by cds login
+  XDG_CONFIG_HOME   where cds login keeps credentials (default ~/.config):
+                    $XDG_CONFIG_HOME/cds/credentials.json, mode 0600
 `
 
 // Run runs the cds command line args (without the program name). Results and help
 // go to stdout, hints to stderr. Errors are returned, not printed: *UsageError for
 // a bad command line.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	e := &env{stdout: stdout, stderr: stderr}
+	return runIO(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// runIO is Run with the standard input given: cds login and the commands that ask
+// for a password or a confirmation read it.
+func runIO(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	e := &env{stdin: stdin, stdout: stdout, stderr: stderr, now: time.Now}
+	return e.main(ctx, args)
+}
+
+// main runs the command line args in e.
+func (e *env) main(ctx context.Context, args []string) error {
+	stdout := e.stdout
 	e.opts.server = DefaultServer
 	if s := os.Getenv("CDS_SERVER"); s != "" {
 		e.opts.server = s
@@ -121,8 +169,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if rest[0] == "help" {
 		return help(stdout, rest[1:])
 	}
-	if len(rest) >= 2 && isHelpFlag(rest[1]) && len(subcommands(rest[0])) > 0 {
-		writeGroupUsage(stdout, rest[0])
+	if n := groupLen(rest); n > 0 && n < len(rest) && isHelpFlag(rest[n]) {
+		writeGroupUsage(stdout, strings.Join(rest[:n], " "))
 		return nil
 	}
 	cmd, args, err := lookup(rest)
@@ -132,42 +180,65 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return cmd.exec(ctx, e, args)
 }
 
-// lookup finds the command that words start with and returns it with the words
-// after its name.
-func lookup(words []string) (*command, []string, error) {
-	if len(words) >= 2 {
-		for _, c := range commands {
-			if c.name == words[0]+" "+words[1] {
-				return c, words[2:], nil
-			}
-		}
-	}
+// maxWords is the most words a command name has ("admin users list").
+const maxWords = 3
+
+// findCommand returns the command named name, or nil.
+func findCommand(name string) *command {
 	for _, c := range commands {
-		if c.name == words[0] {
-			return c, words[1:], nil
+		if c.name == name {
+			return c
 		}
 	}
-	if subs := subcommands(words[0]); len(subs) > 0 {
-		if len(words) == 1 || strings.HasPrefix(words[1], "-") {
+	return nil
+}
+
+// lookup finds the command that words start with (the longest name that matches)
+// and returns it with the words after its name.
+func lookup(words []string) (*command, []string, error) {
+	for n := min(maxWords, len(words)); n > 0; n-- {
+		if c := findCommand(strings.Join(words[:n], " ")); c != nil {
+			return c, words[n:], nil
+		}
+	}
+	if n := groupLen(words); n > 0 {
+		group := strings.Join(words[:n], " ")
+		subs := subcommands(group)
+		if n == len(words) || strings.HasPrefix(words[n], "-") {
 			return nil, nil, &UsageError{
-				Msg:     fmt.Sprintf("%s needs a subcommand: %s", words[0], strings.Join(subs, ", ")),
-				Command: words[0],
+				Msg:     fmt.Sprintf("%s needs a subcommand: %s", group, strings.Join(subs, ", ")),
+				Command: group,
 			}
 		}
 		return nil, nil, &UsageError{
-			Msg:     fmt.Sprintf("unknown command %q; %s has: %s", words[0]+" "+words[1], words[0], strings.Join(subs, ", ")),
-			Command: words[0],
+			Msg:     fmt.Sprintf("unknown command %q; %s has: %s", group+" "+words[n], group, strings.Join(subs, ", ")),
+			Command: group,
 		}
 	}
 	return nil, nil, &UsageError{Msg: fmt.Sprintf("unknown command %q; commands: %s", words[0], strings.Join(topLevelNames(), ", "))}
 }
 
-// subcommands returns the subcommand names of a command group such as "project".
+// groupLen returns how many leading words of words name a command group such as
+// "admin users" (the longest such group), or 0.
+func groupLen(words []string) int {
+	for n := min(maxWords, len(words)); n > 0; n-- {
+		if len(subcommands(strings.Join(words[:n], " "))) > 0 {
+			return n
+		}
+	}
+	return 0
+}
+
+// subcommands returns the next words after group of the commands in a group such
+// as "project" or "admin users", once each, in the order of the help text.
 func subcommands(group string) []string {
 	var subs []string
 	for _, c := range commands {
-		if sub, ok := strings.CutPrefix(c.name, group+" "); ok {
-			subs = append(subs, sub)
+		if rest, ok := strings.CutPrefix(c.name, group+" "); ok {
+			next, _, _ := strings.Cut(rest, " ")
+			if !slices.Contains(subs, next) {
+				subs = append(subs, next)
+			}
 		}
 	}
 	return subs
@@ -197,6 +268,9 @@ func topLevelNames() []string {
 // exec parses the command's flags and arguments and runs it.
 func (c *command) exec(ctx context.Context, e *env, args []string) error {
 	fs := e.flagSet("cds " + c.name)
+	if c.flags != nil {
+		c.flags(fs, &e.flags)
+	}
 	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -205,12 +279,14 @@ func (c *command) exec(ctx context.Context, e *env, args []string) error {
 		}
 		return &UsageError{Msg: err.Error(), Command: c.name}
 	}
-	if len(pos) != c.nargs {
+	e.flags.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { e.flags.set[f.Name] = true })
+	if len(pos) < c.nargs || len(pos) > c.nargs+c.optional {
 		msg := fmt.Sprintf("%s takes no arguments, got %q", c.name, pos)
 		switch {
-		case c.nargs > 0 && len(pos) < c.nargs:
+		case len(pos) < c.nargs:
 			msg = fmt.Sprintf("%s needs %s", c.name, c.args)
-		case c.nargs > 0:
+		case c.nargs+c.optional > 0:
 			msg = fmt.Sprintf("%s takes only %s, got %q (quote a name with spaces)", c.name, c.args, pos)
 		}
 		return &UsageError{Msg: msg, Command: c.name}
@@ -218,7 +294,9 @@ func (c *command) exec(ctx context.Context, e *env, args []string) error {
 	if e.opts.timeout < 0 {
 		return &UsageError{Msg: "--timeout must not be negative", Command: c.name}
 	}
-	if e.opts.timeout > 0 {
+	if c.prompts {
+		e.perCall = true
+	} else if e.opts.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, e.opts.timeout)
 		defer cancel()
@@ -265,8 +343,8 @@ func help(w io.Writer, words []string) error {
 		writeUsage(w)
 		return nil
 	}
-	if len(subcommands(words[0])) > 0 && len(words) == 1 {
-		writeGroupUsage(w, words[0])
+	if n := groupLen(words); n == len(words) && findCommand(strings.Join(words, " ")) == nil {
+		writeGroupUsage(w, strings.Join(words, " "))
 		return nil
 	}
 	cmd, rest, err := lookup(words)
@@ -286,11 +364,11 @@ func writeUsage(w io.Writer) {
 	b.WriteString("cds is the command line client of cdsd, the CyberDevStudio daemon.\n\n")
 	b.WriteString("Usage:\n  cds [global flags] <command> [arguments]\n\nCommands:\n")
 	for _, c := range commands {
-		fmt.Fprintf(&b, "  %-16s %s\n", c.name, c.summary)
+		fmt.Fprintf(&b, "  %-24s %s\n", c.name, c.summary)
 	}
-	fmt.Fprintf(&b, "  %-16s %s\n\n", "help [command]", "show help for a command")
+	fmt.Fprintf(&b, "  %-24s %s\n\n", "help [command]", "show help for a command")
 	b.WriteString(globalHelp)
-	b.WriteString("\nStart cdsd with ./scripts/studio, then run: cds status\n")
+	b.WriteString("\nStart cdsd with ./scripts/studio, then run: cds login, cds status\n")
 	io.WriteString(w, b.String())
 }
 
@@ -298,11 +376,14 @@ func writeUsage(w io.Writer) {
 func writeGroupUsage(w io.Writer, group string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Usage:\n  cds %s <command> [arguments]\n\nCommands:\n", group)
+	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
 	for _, c := range commands {
 		if strings.HasPrefix(c.name, group+" ") {
-			fmt.Fprintf(&b, "  %-24s %s\n", strings.TrimSpace(c.name+" "+c.args), c.summary)
+			fmt.Fprintf(tw, "  %s\t%s\n", strings.TrimSpace(c.name+" "+c.args), c.summary)
 		}
 	}
+	// Writes to a strings.Builder do not fail.
+	_ = tw.Flush()
 	fmt.Fprintf(&b, "\nRun 'cds %s <command> --help' for details.\n", group)
 	io.WriteString(w, b.String())
 }
@@ -313,18 +394,42 @@ func (c *command) writeUsage(w io.Writer) {
 	if c.args != "" {
 		usage += " " + c.args
 	}
-	fmt.Fprintf(w, "Usage:\n  %s\n\n%s\n\n%s", usage, strings.TrimSpace(c.help), globalHelp)
+	fmt.Fprintf(w, "Usage:\n  %s\n\n%s\n\n%s%s", usage, strings.TrimSpace(c.help), c.flagHelp(), globalHelp)
 }
 
-// newClient returns a client of the server named by --server or CDS_SERVER.
+// flagHelp lists the command's own flags, or returns "" when it has none.
+func (c *command) flagHelp() string {
+	if c.flags == nil {
+		return ""
+	}
+	fs := flag.NewFlagSet(c.name, flag.ContinueOnError)
+	c.flags(fs, &cmdFlags{})
+	var b strings.Builder
+	b.WriteString("Flags:\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		name, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(&b, "  %-18s %s\n", strings.TrimSpace("--"+f.Name+" "+name), usage)
+	})
+	return b.String() + "\n"
+}
+
+// newClient returns an unauthenticated client of the server named by --server or
+// CDS_SERVER.
 func (e *env) newClient() (*client.Client, error) {
-	c, err := client.New(e.opts.server,
-		client.WithToken(os.Getenv("CDS_TOKEN")),
-		client.WithUserAgent("cds/"+currentVersion().Version))
+	c, err := client.New(e.opts.server, client.WithUserAgent("cds/"+currentVersion().Version))
 	if err != nil {
 		return nil, &UsageError{Msg: err.Error() + " (from --server or CDS_SERVER)"}
 	}
 	return c, nil
+}
+
+// callContext bounds one call by --timeout when the command's whole run is not
+// bounded already (see command.prompts).
+func (e *env) callContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if e.perCall && e.opts.timeout > 0 {
+		return context.WithTimeout(ctx, e.opts.timeout)
+	}
+	return ctx, func() {}
 }
 
 // writeJSON prints v as indented JSON.

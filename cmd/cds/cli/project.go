@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/cyberdevstudio/cds/server/client"
 	"github.com/cyberdevstudio/cds/server/rpc"
 )
 
@@ -41,13 +42,13 @@ it. With --json, print {"id": ..., "deleted": true}.`,
 }
 
 func runProjectList(ctx context.Context, e *env, _ []string) error {
-	c, err := e.newClient()
+	k, err := e.connect()
 	if err != nil {
 		return err
 	}
-	projects, err := c.ProjectList(ctx)
+	projects, err := listProjects(ctx, k)
 	if err != nil {
-		return serverError(c.BaseURL(), "list projects", err)
+		return serverError(k.server, "list projects", err)
 	}
 	if projects == nil {
 		projects = []rpc.Project{}
@@ -89,14 +90,30 @@ func oneLine(s string) string {
 	}, s)
 }
 
+// listProjects returns the projects the caller can see.
+func listProjects(ctx context.Context, k *conn) ([]rpc.Project, error) {
+	var projects []rpc.Project
+	err := k.call(ctx, func(ctx context.Context, c *client.Client) error {
+		var err error
+		projects, err = c.ProjectList(ctx)
+		return err
+	})
+	return projects, err
+}
+
 func runProjectCreate(ctx context.Context, e *env, args []string) error {
-	c, err := e.newClient()
+	k, err := e.connect()
 	if err != nil {
 		return err
 	}
-	p, err := c.ProjectCreate(ctx, args[0])
+	var p rpc.Project
+	err = k.call(ctx, func(ctx context.Context, c *client.Client) error {
+		var err error
+		p, err = c.ProjectCreate(ctx, args[0])
+		return err
+	})
 	if err != nil {
-		return serverError(c.BaseURL(), "create project", err)
+		return serverError(k.server, "create project", err)
 	}
 	if e.opts.json {
 		return e.writeJSON(p)
@@ -106,22 +123,23 @@ func runProjectCreate(ctx context.Context, e *env, args []string) error {
 }
 
 func runProjectDelete(ctx context.Context, e *env, args []string) error {
-	c, err := e.newClient()
+	k, err := e.connect()
 	if err != nil {
 		return err
 	}
 	id := args[0]
 	if !looksLikeUUID(id) {
-		projects, err := c.ProjectList(ctx)
+		projects, err := listProjects(ctx, k)
 		if err != nil {
-			return serverError(c.BaseURL(), "list projects", err)
+			return serverError(k.server, "list projects", err)
 		}
 		if id, err = projectByName(projects, args[0]); err != nil {
 			return err
 		}
 	}
-	if err := c.ProjectDelete(ctx, id); err != nil {
-		return serverError(c.BaseURL(), "delete project "+id, err)
+	err = k.call(ctx, func(ctx context.Context, c *client.Client) error { return c.ProjectDelete(ctx, id) })
+	if err != nil {
+		return serverError(k.server, "delete project "+id, err)
 	}
 	if e.opts.json {
 		return e.writeJSON(rpc.ProjectDeleteResult{ID: id, Deleted: true})

@@ -39,12 +39,26 @@ func serverError(base, action string, err error) error {
 	var rpcErr *rpc.Error
 	var httpErr *client.HTTPError
 	var urlErr *url.Error
+	var hinted *hintError
+	var notLoggedIn *notLoggedInError
 	switch {
+	case errors.As(err, &notLoggedIn), errors.As(err, &hinted):
+		// Explained already, with its own next step.
+		return err
 	case errors.As(err, &rpcErr):
 		hint := ""
 		switch rpcErr.Code {
 		case rpc.CodeUnauthorized:
-			hint = "set CDS_TOKEN to an API key or access token"
+			hint = "log in with cds login, or set CDS_TOKEN to an API key"
+		case rpc.CodeForbidden:
+			hint = "your role does not allow this (cds whoami shows it); ask an admin"
+		case rpc.CodeNotFound:
+			hint = "check the id or name; the list commands show them"
+		case rpc.CodeRateLimited:
+			hint = "too many requests: wait a little and try again"
+			if rpcErr.Data != nil && rpcErr.Data.RetryAfterSeconds > 0 {
+				hint = fmt.Sprintf("too many requests: try again in %d s", rpcErr.Data.RetryAfterSeconds)
+			}
 		case rpc.CodeUnavailable:
 			hint = "check cdsd's log and run cds status"
 		}
@@ -93,12 +107,12 @@ ready, or its database is not healthy, so it also serves scripts as a check.`,
 }
 
 func runStatus(ctx context.Context, e *env, _ []string) error {
-	c, err := e.newClient()
+	k, err := e.connect()
 	if err != nil {
 		return err
 	}
-	r := statusReport{Server: c.BaseURL(), now: time.Now}
-	r.check(ctx, c)
+	r := statusReport{Server: k.server, now: e.now}
+	r.check(ctx, k)
 	if e.opts.json {
 		if err := e.writeJSON(r); err != nil {
 			return err
@@ -113,7 +127,8 @@ func runStatus(ctx context.Context, e *env, _ []string) error {
 }
 
 // check runs the probes and system.status, recording the first problem.
-func (r *statusReport) check(ctx context.Context, c *client.Client) {
+func (r *statusReport) check(ctx context.Context, k *conn) {
+	c := k.c
 	fail := func(err error) {
 		if r.err == nil {
 			r.err = err
@@ -139,7 +154,12 @@ func (r *statusReport) check(ctx context.Context, c *client.Client) {
 		fail(serverError(r.Server, "readiness check", err))
 		return
 	}
-	st, err := c.SystemStatus(ctx)
+	var st rpc.SystemStatus
+	err = k.call(ctx, func(ctx context.Context, c *client.Client) error {
+		var err error
+		st, err = c.SystemStatus(ctx)
+		return err
+	})
 	if err != nil {
 		fail(serverError(r.Server, "system.status", err))
 		return

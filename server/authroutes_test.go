@@ -1,0 +1,144 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/cyberdevstudio/cds/server/client"
+	"github.com/cyberdevstudio/cds/server/rpc"
+)
+
+// TestRESTRoleMatrix calls every REST route with every role (and without
+// credentials) and checks that the answer is 403 exactly when the role is below
+// the route's minimum, and 401 without credentials on every non-public route.
+func TestRESTRoleMatrix(t *testing.T) {
+	env := newEnv(t)
+	for _, rt := range env.srv.routes {
+		method, path, _ := strings.Cut(rt.Pattern, " ")
+		// Path values name nothing that exists, so allowed calls change nothing.
+		path = strings.ReplaceAll(path, "{id}", "999999")
+		for _, role := range []string{"anonymous", "viewer", "developer", "admin"} {
+			t.Run(rt.Pattern+"/"+role, func(t *testing.T) {
+				req, err := http.NewRequestWithContext(t.Context(), method, env.url+path, strings.NewReader("{}"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if role != "anonymous" {
+					// A fresh login per call: logout routes revoke the token they use.
+					tok, err := env.anon.Login(t.Context(), env.users[rpc.Role(role)].Username, testPassword)
+					if err != nil {
+						t.Fatal(err)
+					}
+					req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch {
+				case rt.MinRole == Public:
+					// No role to check; the route answers its own errors (a wrong
+					// password is a 401, closed registration a 403).
+				case role == "anonymous":
+					if resp.StatusCode != http.StatusUnauthorized {
+						t.Fatalf("no credentials: %d, want 401: %s", resp.StatusCode, body)
+					}
+				case !rpc.Role(role).AtLeast(rt.MinRole):
+					if resp.StatusCode != http.StatusForbidden {
+						t.Fatalf("role %s below %s: %d, want 403: %s", role, rt.MinRole, resp.StatusCode, body)
+					}
+				default:
+					// Allowed: the answer may be any error of the route itself (a
+					// wrong old password is a 401), but not a refusal of the caller.
+					refused := resp.StatusCode == http.StatusForbidden ||
+						(resp.StatusCode == http.StatusUnauthorized && strings.Contains(string(body), "log in again"))
+					if refused {
+						t.Fatalf("role %s may call it (min %s) but got %d: %s", role, rt.MinRole, resp.StatusCode, body)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestAcceptanceRoles is the acceptance run: the admin creates a developer
+// and a viewer, sets a balance, and each role gets exactly what it should.
+func TestAcceptanceRoles(t *testing.T) {
+	env := newEnv(t)
+	ctx := t.Context()
+	admin := env.client
+	balance := int64(500)
+	dev, err := admin.AdminUserCreate(ctx, rpc.AdminUserCreate{Username: "dora", Password: testPassword, Role: "developer", TokenBalance: &balance})
+	if err != nil || dev.TokenBalance != 500 {
+		t.Fatalf("create developer: %+v %v", dev, err)
+	}
+	if _, err := admin.AdminUserCreate(ctx, rpc.AdminUserCreate{Username: "vic", Password: testPassword, Role: "viewer"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.AdminUserCreate(ctx, rpc.AdminUserCreate{Username: "weak", Password: "short", Role: "viewer"}); !rpc.IsCode(err, rpc.CodeInvalidParams) {
+		t.Fatalf("weak password: %v", err)
+	}
+	login := func(name string) *client.Client {
+		t.Helper()
+		tok, err := env.anon.Login(ctx, name, testPassword)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return admin.WithToken(tok.AccessToken)
+	}
+	dora, vic := login("dora"), login("vic")
+
+	me, err := dora.Me(ctx)
+	if err != nil || me.Role != "developer" || me.TokenBalance != 500 {
+		t.Fatalf("me: %+v %v", me, err)
+	}
+	p, err := dora.ProjectCreate(ctx, "dora-app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := vic.ProjectCreate(ctx, "nope"); !rpc.IsCode(err, rpc.CodeForbidden) {
+		t.Fatalf("viewer creates a project: %v", err)
+	}
+	if _, err := vic.ProjectOpen(ctx, p.ID); !rpc.IsCode(err, rpc.CodeNotFound) {
+		t.Fatalf("viewer opens another user's project: %v", err)
+	}
+	if _, err := dora.AdminUsers(ctx, rpc.AdminUserListParams{}); !rpc.IsCode(err, rpc.CodeForbidden) {
+		t.Fatalf("developer lists users: %v", err)
+	}
+	list, err := admin.AdminUsers(ctx, rpc.AdminUserListParams{Query: "dora"})
+	if err != nil || list.Total != 1 {
+		t.Fatalf("admin lists users: %+v %v", list, err)
+	}
+	// Demoting takes effect on the next call, without a new login.
+	viewer := "viewer"
+	if _, err := admin.AdminUserUpdate(ctx, dev.ID, rpc.AdminUserPatch{Role: &viewer}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dora.FileSave(ctx, rpc.FileSaveParams{ProjectID: p.ID, Path: "a.txt", Content: "x"}); !rpc.IsCode(err, rpc.CodeForbidden) {
+		t.Fatalf("demoted user writes: %v", err)
+	}
+	// Disabling ends the session at once.
+	yes := true
+	if _, err := admin.AdminUserUpdate(ctx, dev.ID, rpc.AdminUserPatch{Disabled: &yes}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dora.Me(ctx); !rpc.IsCode(err, rpc.CodeUnauthorized) {
+		t.Fatalf("disabled user: %v", err)
+	}
+	entries, err := admin.AdminAudit(ctx, rpc.AuditParams{TargetID: strconv.FormatInt(dev.ID, 10), Limit: 50})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(entries)
+	for _, want := range []string{"user.role", "user.disable"} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("audit lacks %s: %s", want, raw)
+		}
+	}
+}

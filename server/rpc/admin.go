@@ -1,0 +1,64 @@
+package rpc
+
+// JSON-RPC equivalents of the /admin REST routes (role admin).
+const (
+	MethodAdminUserList   = "admin.users.list"
+	MethodAdminUserCreate = "admin.users.create"
+	MethodAdminUserUpdate = "admin.users.update"
+	MethodAdminUserDelete = "admin.users.delete"
+	MethodAdminUserUsage  = "admin.users.usage"
+	MethodAdminAudit      = "admin.audit.list"
+)
+
+// AdminUserListParams are the params of admin.users.list (and the query of
+// GET /admin/users).
+type AdminUserListParams struct {
+	Query    string `json:"query,omitempty"`
+	Role     string `json:"role,omitempty"`
+	Disabled *bool  `json:"disabled,omitempty"`
+	Limit    int    `json:"limit,omitempty"`
+	Offset   int    `json:"offset,omitempty"`
+}
+
+// AdminUserUpdateParams are the params of admin.users.update: the user and the
+// fields to change (PATCH /admin/users/{id}).
+type AdminUserUpdateParams struct {
+	ID           int64   `json:"id"`
+	Role         *string `json:"role,omitempty"`
+	TokenBalance *int64  `json:"token_balance,omitempty"`
+	Disabled     *bool   `json:"disabled,omitempty"`
+}
+
+// AdminUserDeleteParams are the params of admin.users.delete. KeepData (default
+// true) keeps the user's projects and usage records under a disabled, renamed
+// account; false removes them with the account.
+type AdminUserDeleteParams struct {
+	ID       int64 `json:"id"`
+	KeepData *bool `json:"keep_data,omitempty"`
+}
+
+// AdminUserDeleted is the result of admin.users.delete.
+type AdminUserDeleted struct {
+	ID       int64 `json:"id"`
+	Deleted  bool  `json:"deleted"`
+	DataKept bool  `json:"data_kept"`
+}
+
+// AdminUsageParams are the params of admin.users.usage: RFC 3339 times or dates.
+type AdminUsageParams struct {
+	ID    int64  `json:"id"`
+	Since string `json:"since,omitempty"`
+	Until string `json:"until,omitempty"`
+}
+
+// AuditParams are the params of admin.audit.list (and the query of GET /admin/audit).
+type AuditParams struct {
+	ActorID    int64  `json:"actor_id,omitempty"`
+	Action     string `json:"action,omitempty"`
+	TargetType string `json:"target_type,omitempty"`
+	TargetID   string `json:"target_id,omitempty"`
+	Since      string `json:"since,omitempty"`
+	Until      string `json:"until,omitempty"`
+	Limit      int    `json:"limit,omitempty"`
+	BeforeID   int64  `json:"before_id,omitempty"`
+}
