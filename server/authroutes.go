@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cyberdevstudio/cds/engine/apikey"
@@ -14,8 +15,8 @@ import (
 
 // registerAuthRoutes adds the /auth REST routes (seed 000 Domain 5, seed 002 §1).
 func (s *Server) registerAuthRoutes(mux *http.ServeMux) {
-	s.handle(mux, "POST /auth/login", Public, s.login, rateClass(ClassLogin))
-	s.handle(mux, "POST /auth/refresh", Public, s.refresh, rateClass(ClassLogin))
+	s.handle(mux, "POST /auth/login", Public, s.login, rateClass(classNone))
+	s.handle(mux, "POST /auth/refresh", Public, s.refresh)
 	s.handle(mux, "POST /auth/register", Public, s.register, rateClass(ClassLogin))
 	s.handle(mux, "GET /auth/password-requirements", Public, s.passwordRequirements)
 	s.handle(mux, "POST /auth/logout", rpc.RoleViewer, s.logout, allowMustChange)
@@ -38,8 +39,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request, _ Principal) erro
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}
-	// Login attempts are also limited per account, whoever sends them.
-	if err := s.allow(ClassLogin, "account:"+req.Username); err != nil {
+	// Seed 002: 5 logins per 15 minutes per client IP and account, so that people
+	// behind one address do not lock each other out. Failed logins are further
+	// counted per account and per IP by the lockout in engine/auth.
+	if err := s.allow(ClassLogin, "login:"+clientIP(r)+":"+strings.ToLower(req.Username)); err != nil {
 		return err
 	}
 	t, err := s.cfg.Auth.Login(r.Context(), req.Username, req.Password, clientIP(r), r.UserAgent())
