@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cyberdevstudio/cds/engine/billing"
 	"github.com/cyberdevstudio/cds/server/client"
 	"github.com/cyberdevstudio/cds/server/rpc"
 )
@@ -140,5 +141,67 @@ func TestAcceptanceRoles(t *testing.T) {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("audit lacks %s: %s", want, raw)
 		}
+	}
+}
+
+// TestMembersAndUsage shares a project with another user and reads usage reports.
+func TestMembersAndUsage(t *testing.T) {
+	env := newEnv(t)
+	ctx := t.Context()
+	dev, viewer := env.as(t, "developer"), env.as(t, "viewer")
+	p, err := dev.ProjectCreate(ctx, "shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	add := rpc.MemberParams{ProjectID: p.ID, UserID: env.users[rpc.RoleViewer].ID, Role: "viewer"}
+	if err := viewer.Call(ctx, rpc.MethodMemberAdd, add, nil); !rpc.IsCode(err, rpc.CodeForbidden) {
+		t.Fatalf("viewer adds members: %v", err)
+	}
+	if err := dev.Call(ctx, rpc.MethodMemberAdd, add, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := viewer.ProjectOpen(ctx, p.ID); err != nil {
+		t.Fatalf("member reads: %v", err)
+	}
+	if _, err := viewer.FileSave(ctx, rpc.FileSaveParams{ProjectID: p.ID, Path: "x", Content: "x"}); !rpc.IsCode(err, rpc.CodeForbidden) {
+		t.Fatalf("viewer member writes: %v", err)
+	}
+	var members rpc.MemberList
+	if err := viewer.Call(ctx, rpc.MethodMemberList, rpc.MemberListParams{ProjectID: p.ID}, &members); err != nil || len(members.Members) != 1 {
+		t.Fatalf("members %+v %v", members, err)
+	}
+	if err := dev.Call(ctx, rpc.MethodMemberRemove, rpc.MemberRemoveParams{ProjectID: p.ID, UserID: add.UserID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := viewer.ProjectOpen(ctx, p.ID); !rpc.IsCode(err, rpc.CodeNotFound) {
+		t.Fatalf("removed member reads: %v", err)
+	}
+
+	// Usage: one settled call of the developer, visible to them and to the admin.
+	devID := env.users[rpc.RoleDeveloper].ID
+	if _, err := env.store.Pool().Exec(ctx, `UPDATE users SET token_balance = 100 WHERE id = $1`, devID); err != nil {
+		t.Fatal(err)
+	}
+	res, err := env.ledger.Reserve(ctx, devID, nil, 40, "test", "req-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.ledger.Settle(ctx, res.ID, billing.Usage{PromptTokens: 10, CompletionTokens: 20, Cost: 30}); err != nil {
+		t.Fatal(err)
+	}
+	var own rpc.UsageRows
+	if err := dev.Call(ctx, rpc.MethodUsageReport, rpc.UsageReportParams{GroupBy: "day"}, &own); err != nil || len(own.Rows) != 1 || own.Rows[0].Tokens != 30 || own.Rows[0].Cost != 30 {
+		t.Fatalf("own usage %+v %v", own, err)
+	}
+	if err := dev.Call(ctx, rpc.MethodUsageReport, rpc.UsageReportParams{GroupBy: "user"}, nil); !rpc.IsCode(err, rpc.CodeForbidden) {
+		t.Fatalf("developer reads everyone's usage: %v", err)
+	}
+	var all rpc.UsageRows
+	if err := env.client.Call(ctx, rpc.MethodUsageReport, rpc.UsageReportParams{GroupBy: "user"}, &all); err != nil || len(all.Rows) != 1 {
+		t.Fatalf("admin usage %+v %v", all, err)
+	}
+	me, err := dev.Me(ctx)
+	if err != nil || me.TokenBalance != 70 {
+		t.Fatalf("balance after the call: %+v %v", me, err)
 	}
 }

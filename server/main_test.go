@@ -13,6 +13,7 @@ import (
 
 	"github.com/cyberdevstudio/cds/engine/apikey"
 	"github.com/cyberdevstudio/cds/engine/auth"
+	"github.com/cyberdevstudio/cds/engine/billing"
 	"github.com/cyberdevstudio/cds/engine/event"
 	"github.com/cyberdevstudio/cds/engine/project"
 	"github.com/cyberdevstudio/cds/engine/store"
@@ -37,6 +38,7 @@ type testEnv struct {
 	projects *project.Service
 	auth     *auth.Service
 	keys     *apikey.Service
+	ledger   *billing.Ledger
 	users    map[rpc.Role]auth.User
 	tokens   map[rpc.Role]string
 	dataDir  string
@@ -61,6 +63,9 @@ func newEnv(t testing.TB, tweak ...func(*Config)) *testEnv {
 		t.Fatal(err)
 	}
 	if env.keys, err = apikey.New(apikey.Config{DB: st.Pool(), Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	if env.ledger, err = billing.New(billing.Config{DB: st.Pool(), Logger: log}); err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range []rpc.Role{rpc.RoleAdmin, rpc.RoleDeveloper, rpc.RoleViewer} {
@@ -90,7 +95,7 @@ func newEnv(t testing.TB, tweak ...func(*Config)) *testEnv {
 	authn := &TokenAuthenticator{Auth: env.auth, Keys: env.keys}
 	cfg := Config{
 		Logger: log, Store: st, Projects: env.projects, Bus: env.bus, Version: "test",
-		Auth: env.auth, Keys: env.keys, Users: users.New(st.Pool(), log),
+		Auth: env.auth, Keys: env.keys, Users: users.New(st.Pool(), log), Ledger: env.ledger,
 		Authenticate: authn.Authenticate,
 	}
 	for _, f := range tweak {

@@ -37,6 +37,7 @@ func (s *Server) registerMethods() error {
 		register(r, rpc.MethodFileHistory, rpc.RoleViewer, s.fileHistory),
 		s.registerEvents(),
 		s.registerAdminMethods(),
+		s.registerSharingMethods(),
 	)
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cyberdevstudio/cds/engine/apikey"
 	"github.com/cyberdevstudio/cds/engine/auth"
+	"github.com/cyberdevstudio/cds/engine/billing"
 	"github.com/cyberdevstudio/cds/engine/event"
 	"github.com/cyberdevstudio/cds/engine/project"
 	"github.com/cyberdevstudio/cds/engine/store"
@@ -62,6 +63,8 @@ type Config struct {
 	Auth  *auth.Service
 	Keys  *apikey.Service
 	Users *users.Service
+	// Ledger is the token billing ledger (usage reports; metering by the LLM engine).
+	Ledger *billing.Ledger
 	// Authenticate resolves every request's caller.
 	Authenticate Authenticator
 	// Version is reported by system.status and rpc.discover.
@@ -106,8 +109,8 @@ type Server struct {
 // New builds the server and registers every method.
 func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil || cfg.Store == nil || cfg.Projects == nil || cfg.Bus == nil || cfg.Authenticate == nil ||
-		cfg.Auth == nil || cfg.Keys == nil || cfg.Users == nil {
-		return nil, errors.New("server config needs Logger, Store, Projects, Bus, Auth, Keys, Users and Authenticate")
+		cfg.Auth == nil || cfg.Keys == nil || cfg.Users == nil || cfg.Ledger == nil {
+		return nil, errors.New("server config needs Logger, Store, Projects, Bus, Auth, Keys, Users, Ledger and Authenticate")
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes

@@ -151,6 +151,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Auth:         authSvc,
 		Keys:         keys,
 		Users:        users.New(st.Pool(), log),
+		Ledger:       ledger,
 		Limiter:      limiter,
 		Authenticate: (&server.TokenAuthenticator{Auth: authSvc, Keys: keys}).Authenticate,
 		Version:      version,

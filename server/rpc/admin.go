@@ -1,5 +1,7 @@
 package rpc
 
+import "time"
+
 // JSON-RPC equivalents of the /admin REST routes (role admin).
 const (
 	MethodAdminUserList   = "admin.users.list"
@@ -61,4 +63,67 @@ type AuditParams struct {
 	Until      string `json:"until,omitempty"`
 	Limit      int    `json:"limit,omitempty"`
 	BeforeID   int64  `json:"before_id,omitempty"`
+}
+
+// Project membership and usage methods.
+const (
+	MethodMemberAdd    = "project.member.add"
+	MethodMemberRemove = "project.member.remove"
+	MethodMemberList   = "project.member.list"
+	MethodUsageReport  = "usage.report"
+)
+
+// MemberParams are the params of project.member.add; Role is viewer or developer.
+type MemberParams struct {
+	ProjectID string `json:"project_id"`
+	UserID    int64  `json:"user_id"`
+	Role      string `json:"role"`
+}
+
+// MemberRemoveParams are the params of project.member.remove.
+type MemberRemoveParams struct {
+	ProjectID string `json:"project_id"`
+	UserID    int64  `json:"user_id"`
+}
+
+// MemberListParams are the params of project.member.list.
+type MemberListParams struct {
+	ProjectID string `json:"project_id"`
+}
+
+// Member is one member of a project (the owner is not listed).
+type Member struct {
+	UserID   int64     `json:"user_id"`
+	Username string    `json:"username"`
+	Role     string    `json:"role"`
+	AddedAt  time.Time `json:"added_at"`
+}
+
+// MemberList is the result of project.member.list.
+type MemberList struct {
+	Members []Member `json:"members"`
+}
+
+// UsageReportParams are the params of usage.report. Users see their own usage;
+// admins may name a user or pass user_id 0 for everyone.
+type UsageReportParams struct {
+	GroupBy string `json:"group_by"`
+	UserID  int64  `json:"user_id,omitempty"`
+	Since   string `json:"since,omitempty"`
+	Until   string `json:"until,omitempty"`
+}
+
+// UsageRow is one group of a usage report.
+type UsageRow struct {
+	Key              string `json:"key"`
+	Tokens           int64  `json:"tokens"`
+	PromptTokens     int64  `json:"prompt_tokens"`
+	CompletionTokens int64  `json:"completion_tokens"`
+	Cost             int64  `json:"cost"`
+	Calls            int64  `json:"calls"`
+}
+
+// UsageRows is the result of usage.report.
+type UsageRows struct {
+	Rows []UsageRow `json:"rows"`
 }

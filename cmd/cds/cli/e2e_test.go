@@ -17,6 +17,7 @@ import (
 
 	"github.com/cyberdevstudio/cds/engine/apikey"
 	"github.com/cyberdevstudio/cds/engine/auth"
+	"github.com/cyberdevstudio/cds/engine/billing"
 	"github.com/cyberdevstudio/cds/engine/event"
 	"github.com/cyberdevstudio/cds/engine/project"
 	"github.com/cyberdevstudio/cds/engine/store/storetest"
@@ -82,9 +83,13 @@ func startServer(t *testing.T) *cdsd {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ledger, err := billing.New(billing.Config{DB: st.Pool(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := server.New(server.Config{
 		Logger: log, Store: st, Projects: projects, Bus: bus, Version: "test",
-		Auth: a, Keys: keys, Users: users.New(st.Pool(), log),
+		Auth: a, Keys: keys, Users: users.New(st.Pool(), log), Ledger: ledger,
 		Authenticate: (&server.TokenAuthenticator{Auth: a, Keys: keys}).Authenticate,
 	})
 	if err != nil {
