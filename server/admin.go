@@ -93,6 +93,9 @@ func (s *Server) adminUserCreate(ctx context.Context, p rpc.AdminUserCreate) (rp
 }
 
 func (s *Server) adminUserUpdate(ctx context.Context, p rpc.AdminUserUpdateParams) (rpc.AdminUser, error) {
+	// A new role or disabled state applies to the user's next call, here at once
+	// (other processes follow the database's notification).
+	defer s.cfg.Auth.Invalidate()
 	a := actorOf(ctx)
 	u, err := s.cfg.Users.Get(ctx, p.ID)
 	if err != nil {
@@ -123,6 +126,7 @@ func (s *Server) adminUserUpdate(ctx context.Context, p rpc.AdminUserUpdateParam
 }
 
 func (s *Server) adminUserDelete(ctx context.Context, p rpc.AdminUserDeleteParams) (rpc.AdminUserDeleted, error) {
+	defer s.cfg.Auth.Invalidate()
 	keep := p.KeepData == nil || *p.KeepData
 	if err := s.cfg.Auth.LogoutAll(ctx, p.ID); err != nil && mapAccountError(err) == nil {
 		return rpc.AdminUserDeleted{}, err

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -86,7 +87,10 @@ func newEnv(t testing.TB, tweak ...func(*Config)) *testEnv {
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
+		var wg sync.WaitGroup
+		wg.Go(func() { _ = env.auth.Watch(wctx) })
 		_ = env.projects.Watch(wctx)
+		wg.Wait()
 	}()
 	t.Cleanup(func() {
 		stopWatch()

@@ -136,7 +136,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// stop before the database closes (defers run last-in, first-out).
 	bgCtx, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	var background sync.WaitGroup
-	for _, loop := range []func(context.Context) error{projects.Watch, ledger.Run, limiter.Run} {
+	for _, loop := range []func(context.Context) error{projects.Watch, authSvc.Watch, ledger.Run, limiter.Run} {
 		background.Go(func() { _ = loop(bgCtx) }) // each returns only once bgCtx ends
 	}
 	defer func() {

@@ -93,6 +93,8 @@ type Service struct {
 	dummyHash string
 	// logins counts logins, to prune old rows every pruneEvery of them.
 	logins atomic.Uint64
+	// verified caches successful token checks while Watch runs.
+	verified *verifyCache
 }
 
 // New returns a Service for cfg, filling in the defaults.
@@ -104,6 +106,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("auth: signing key has %d bytes, need at least %d", len(cfg.SigningKey), minSigningKeyLen)
 	}
 	s := &Service{
+		verified:     newVerifyCache(),
 		db:           cfg.DB,
 		logger:       cfg.Logger,
 		key:          append([]byte(nil), cfg.SigningKey...),

@@ -145,6 +145,10 @@ func (s *Service) VerifyAccessToken(ctx context.Context, token string) (Principa
 		return Principal{}, ErrTokenInvalid
 	}
 	p := Principal{UserID: userID, SessionID: sid.String(), TokenID: c.ID, ExpiresAt: c.ExpiresAt.Time}
+	if cached, ok := s.verified.get(c.ID); ok && cached.UserID == userID && cached.SessionID == p.SessionID {
+		return cached, nil
+	}
+	gen, cacheable := s.verified.token()
 	var disabled, sessionOK, jtiRevoked bool
 	err = s.db.QueryRow(ctx, `SELECT u.username, u.role, u.disabled_at IS NOT NULL, u.must_change_password,
 			s.id IS NOT NULL AND s.revoked_at IS NULL,
@@ -162,6 +166,9 @@ func (s *Service) VerifyAccessToken(ctx context.Context, token string) (Principa
 	case !sessionOK || jtiRevoked:
 		return Principal{}, ErrTokenRevoked
 	}
+	if cacheable {
+		s.verified.put(gen, p)
+	}
 	return p, nil
 }
 
@@ -171,6 +178,8 @@ func (s *Service) VerifyAccessToken(ctx context.Context, token string) (Principa
 // concurrent refreshes with one token exactly one succeeds. Other errors:
 // ErrTokenInvalid, ErrTokenExpired, ErrTokenRevoked, ErrUserDisabled.
 func (s *Service) Refresh(ctx context.Context, refreshToken, ip, userAgent string) (Tokens, error) {
+	// Whatever this changes, cached token checks must not outlive it.
+	defer s.verified.invalidate()
 	if raw, err := base64.RawURLEncoding.DecodeString(refreshToken); err != nil || len(raw) != 32 {
 		return Tokens{}, ErrTokenInvalid
 	}
@@ -247,6 +256,8 @@ func (s *Service) Refresh(ctx context.Context, refreshToken, ip, userAgent strin
 // Logout revokes p's session and its access token, so that neither the refresh token
 // nor the access token is accepted again.
 func (s *Service) Logout(ctx context.Context, p Principal) error {
+	// Whatever this changes, cached token checks must not outlive it.
+	defer s.verified.invalidate()
 	now := s.now()
 	exp := p.ExpiresAt
 	if exp.IsZero() {
@@ -286,6 +297,8 @@ func (s *Service) LogoutOthers(ctx context.Context, userID int64, keepSessionID 
 
 // revokeSessions revokes the user's active sessions except keep.
 func (s *Service) revokeSessions(ctx context.Context, userID int64, keep uuid.UUID, reason string) error {
+	// Whatever this changes, cached token checks must not outlive it.
+	defer s.verified.invalidate()
 	if _, err := s.db.Exec(ctx, `UPDATE sessions SET revoked_at = $3, revoked_reason = $4
 		WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL`, userID, keep, s.now(), reason); err != nil {
 		return fmt.Errorf("revoke sessions of user %d: %w", userID, err)
@@ -317,6 +330,8 @@ func (s *Service) Sessions(ctx context.Context, userID int64) ([]Session, error)
 // RevokeSession revokes one active session of the user. A session of another user, an
 // unknown or already revoked one is ErrNotFound.
 func (s *Service) RevokeSession(ctx context.Context, userID int64, sessionID string) error {
+	// Whatever this changes, cached token checks must not outlive it.
+	defer s.verified.invalidate()
 	sid, err := uuid.Parse(sessionID)
 	if err != nil {
 		return fmt.Errorf("session %q: %w", sessionID, ErrNotFound)

@@ -95,6 +95,8 @@ func addHistory(ctx context.Context, tx pgx.Tx, userID int64, hash string, now t
 // from the last five (ErrPasswordReused). It clears MustChangePassword. The user's
 // sessions stay open; call LogoutOthers to close the other ones.
 func (s *Service) ChangePassword(ctx context.Context, userID int64, oldPassword, newPassword string) error {
+	// Whatever this changes, cached token checks must not outlive it.
+	defer s.verified.invalidate()
 	u, err := s.User(ctx, userID)
 	if err != nil {
 		return err
@@ -169,6 +171,8 @@ func (s *Service) SetPassword(ctx context.Context, userID int64, password string
 // setPassword stores the hash of password and records it in the history; with a
 // revokeReason it also revokes all of the user's sessions.
 func (s *Service) setPassword(ctx context.Context, userID int64, password string, mustChange bool, revokeReason string) error {
+	// Whatever this changes, cached token checks must not outlive it.
+	defer s.verified.invalidate()
 	hash, err := HashPassword(password, s.params)
 	if err != nil {
 		return err
@@ -257,6 +261,8 @@ const bootstrapLockID int64 = 0x636473_626f6f74
 // role. When an admin with a password exists, nothing changes and created is false.
 // Replicas starting together create one admin.
 func (s *Service) Bootstrap(ctx context.Context, envPassword string) (password string, created bool, err error) {
+	// Whatever this changes, cached token checks must not outlive it.
+	defer s.verified.invalidate()
 	password, mustChange := envPassword, false
 	if password == "" {
 		password, mustChange = GeneratePassword(), true

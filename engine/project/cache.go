@@ -2,12 +2,9 @@ package project
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync"
-	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/cyberdevstudio/cds/engine/store"
 )
 
 // Head cache limits.
@@ -166,81 +163,11 @@ func (c *headCache) reset(enabled bool) {
 // runs. It reconnects after a lost connection (the cache is off meanwhile) and
 // returns when ctx ends.
 func (s *Service) Watch(ctx context.Context) error {
-	defer s.cache.reset(false)
-	backoff := 100 * time.Millisecond
-	for {
-		err := s.listen(ctx)
-		s.cache.reset(false)
-		if ctx.Err() != nil {
-			return nil
-		}
-		s.log.Warn("file change notifications lost; head cache off until reconnected", "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 10*time.Second)
-	}
+	return store.Listen(ctx, s.db, s.log, changeChannel, cacheSubscriber{s.cache})
 }
 
-// Listener liveness: after probeEvery without a notification, the listener sends
-// itself one and must see it within probeTimeout. This catches a connection that
-// died silently (no TCP reset) and a pooler that drops notifications, either of
-// which would leave the cache on while deaf to other processes' writes.
-const (
-	probeEvery   = 15 * time.Second
-	probeTimeout = 5 * time.Second
-	probePayload = "probe"
-)
+// cacheSubscriber feeds the head cache from the change channel.
+type cacheSubscriber struct{ c *headCache }
 
-// listen holds one LISTEN connection until it fails or ctx ends.
-func (s *Service) listen(ctx context.Context) error {
-	conn, err := pgx.ConnectConfig(ctx, s.db.Config().ConnConfig.Copy())
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, "LISTEN "+changeChannel); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	// Changes before LISTEN took effect were never seen: start empty.
-	s.cache.reset(true)
-	for {
-		if err := s.dispatchNotifications(ctx, conn, probeEvery, false); err != nil {
-			return err
-		}
-		if _, err := conn.Exec(ctx, "SELECT pg_notify($1, $2)", changeChannel, probePayload); err != nil {
-			return fmt.Errorf("send listener probe: %w", err)
-		}
-		if err := s.dispatchNotifications(ctx, conn, probeTimeout, true); err != nil {
-			return err
-		}
-	}
-}
-
-// dispatchNotifications applies notifications for up to wait. With untilProbe it
-// returns as soon as the probe came back, and fails if it did not within wait.
-func (s *Service) dispatchNotifications(ctx context.Context, conn *pgx.Conn, wait time.Duration, untilProbe bool) error {
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	for {
-		n, err := conn.WaitForNotification(wctx)
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, context.DeadlineExceeded) && untilProbe:
-			return fmt.Errorf("listener probe not delivered within %s", wait)
-		case errors.Is(err, context.DeadlineExceeded):
-			return nil
-		case err != nil:
-			return fmt.Errorf("wait for notification: %w", err)
-		case n.Payload == probePayload:
-			if untilProbe {
-				return nil
-			}
-		default:
-			s.cache.invalidate(n.Payload)
-		}
-	}
-}
+func (cs cacheSubscriber) Reset(listening bool)    { cs.c.reset(listening) }
+func (cs cacheSubscriber) Notify(projectID string) { cs.c.invalidate(projectID) }
