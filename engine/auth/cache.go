@@ -14,10 +14,10 @@ const authChannel = "cds_auth"
 // maxCachedTokens bounds the verification cache; past it the cache starts over.
 const maxCachedTokens = 100_000
 
-// verifyCache remembers, per access token id (jti), the database half of a
+// verifyCache remembers, per access token (the exact string), the outcome of a
 // successful VerifyAccessToken: the user's name, role and forced-change flag, with
-// the session and token known not revoked and the user enabled. The signature and
-// expiry are still checked on every call; only the query is saved.
+// the signature checked, the session and token known not revoked and the user
+// enabled. The expiry is still checked on every call.
 //
 // Any change that could turn an answer (role, disabled state, session end, token
 // revocation) fires a NOTIFY (migration 006) on which Watch empties the cache, and
@@ -34,13 +34,13 @@ type verifyCache struct {
 
 func newVerifyCache() *verifyCache { return &verifyCache{entries: make(map[string]Principal)} }
 
-func (c *verifyCache) get(jti string) (Principal, bool) {
+func (c *verifyCache) get(token string) (Principal, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.enabled {
 		return Principal{}, false
 	}
-	p, ok := c.entries[jti]
+	p, ok := c.entries[token]
 	return p, ok
 }
 
@@ -51,7 +51,7 @@ func (c *verifyCache) token() (gen uint64, ok bool) {
 	return c.gen, c.enabled
 }
 
-func (c *verifyCache) put(gen uint64, p Principal) {
+func (c *verifyCache) put(gen uint64, token string, p Principal) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.enabled || c.gen != gen {
@@ -60,7 +60,7 @@ func (c *verifyCache) put(gen uint64, p Principal) {
 	if len(c.entries) >= maxCachedTokens {
 		c.entries = make(map[string]Principal)
 	}
-	c.entries[p.TokenID] = p
+	c.entries[token] = p
 }
 
 func (c *verifyCache) invalidate() {

@@ -69,6 +69,13 @@ func TestVerifyCacheFollowsChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("a cached token still expires", func(t *testing.T) {
+		e.clock.Advance(16 * time.Minute)
+		defer e.clock.Advance(-16 * time.Minute)
+		if _, err := verify(e.svc); !errors.Is(err, auth.ErrTokenExpired) {
+			t.Fatalf("expired cached token: %v", err)
+		}
+	})
 	t.Run("logout here applies at once", func(t *testing.T) {
 		p, err := verify(e.svc)
 		if err != nil {

@@ -126,6 +126,11 @@ func (s *Service) VerifyAccessToken(ctx context.Context, token string) (Principa
 	if len(token) > maxTokenLen {
 		return Principal{}, ErrTokenInvalid
 	}
+	// A token seen before (the exact string, so its signature was checked) skips
+	// the parse, the HMAC and the query until it expires or the cache is emptied.
+	if cached, ok := s.verified.get(token); ok && s.now().Before(cached.ExpiresAt) {
+		return cached, nil
+	}
 	var c claims
 	_, err := jwt.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.key, nil },
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
@@ -145,9 +150,6 @@ func (s *Service) VerifyAccessToken(ctx context.Context, token string) (Principa
 		return Principal{}, ErrTokenInvalid
 	}
 	p := Principal{UserID: userID, SessionID: sid.String(), TokenID: c.ID, ExpiresAt: c.ExpiresAt.Time}
-	if cached, ok := s.verified.get(c.ID); ok && cached.UserID == userID && cached.SessionID == p.SessionID {
-		return cached, nil
-	}
 	gen, cacheable := s.verified.token()
 	var disabled, sessionOK, jtiRevoked bool
 	err = s.db.QueryRow(ctx, `SELECT u.username, u.role, u.disabled_at IS NOT NULL, u.must_change_password,
@@ -167,7 +169,7 @@ func (s *Service) VerifyAccessToken(ctx context.Context, token string) (Principa
 		return Principal{}, ErrTokenRevoked
 	}
 	if cacheable {
-		s.verified.put(gen, p)
+		s.verified.put(gen, token, p)
 	}
 	return p, nil
 }
