@@ -4,7 +4,6 @@ import (
 	"errors"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,33 +11,16 @@ import (
 
 	"github.com/cyberdevstudio/cds/engine/apikey"
 	"github.com/cyberdevstudio/cds/engine/audit"
+	"github.com/cyberdevstudio/cds/engine/clock/clocktest"
 	"github.com/cyberdevstudio/cds/engine/store/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(storetest.Run(m)) }
 
-// clock is a settable clock for expiry and last-use tests.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 type env struct {
 	svc        *apikey.Service
 	db         *pgxpool.Pool
-	clock      *clock
+	clock      *clocktest.Clock // settable, for expiry and last-use tests
 	alice, bob int64
 }
 
@@ -53,7 +35,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c := clocktest.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	svc, err := apikey.New(apikey.Config{DB: st.Pool(), Clock: c.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -2,13 +2,13 @@ package auth_test
 
 import (
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cyberdevstudio/cds/engine/auth"
+	"github.com/cyberdevstudio/cds/engine/clock/clocktest"
 	"github.com/cyberdevstudio/cds/engine/store"
 	"github.com/cyberdevstudio/cds/engine/store/storetest"
 )
@@ -25,38 +25,18 @@ var testKey = []byte("0123456789abcdef0123456789abcdef")
 // strongPassword meets the policy.
 const strongPassword = "Correct-Horse-9"
 
-// clock is a settable clock for the tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is a service on a fresh database with a settable clock.
 type env struct {
 	svc   *auth.Service
 	st    *store.Store
 	db    *pgxpool.Pool
-	clock *clock
+	clock *clocktest.Clock
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	st := storetest.New(t)
-	c := newClock()
+	c := clocktest.New(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 	svc, err := auth.New(auth.Config{DB: st.Pool(), SigningKey: testKey, Argon2: fastParams, Clock: c.Now})
 	if err != nil {
 		t.Fatalf("New: %v", err)

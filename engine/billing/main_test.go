@@ -2,45 +2,23 @@ package billing_test
 
 import (
 	"os"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/cyberdevstudio/cds/engine/billing"
+	"github.com/cyberdevstudio/cds/engine/clock/clocktest"
 	"github.com/cyberdevstudio/cds/engine/store/storetest"
 )
 
 func TestMain(m *testing.M) { os.Exit(storetest.Run(m)) }
 
-// clock is a settable time source for the ledger.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-func (c *clock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
-
 // env is a Ledger on a fresh database, with its pool and clock.
 type env struct {
 	ledger *billing.Ledger
 	db     *pgxpool.Pool
-	clock  *clock
+	clock  *clocktest.Clock
 }
 
 // newEnv opens a fresh database with a pool of poolSize connections (0: the store's
@@ -62,7 +40,7 @@ func newEnv(t *testing.T, poolSize int) *env {
 		}
 		t.Cleanup(db.Close)
 	}
-	c := newClock()
+	c := clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC))
 	l, err := billing.New(billing.Config{DB: db, Clock: c.Now})
 	if err != nil {
 		t.Fatalf("New: %v", err)

@@ -5,17 +5,14 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/cyberdevstudio/cds/engine/clock/clocktest"
 )
-
-// testClock is a settable time source; these tests run on one goroutine.
-type testClock struct{ now time.Time }
-
-func (c *testClock) Now() time.Time { return c.now }
 
 // When the map is full, a new key shares the class's overflow bucket, and keys that have
 // their own bucket keep it.
 func TestFullLimiterUsesOverflowBucket(t *testing.T) {
-	c := &testClock{now: time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)}
+	c := clocktest.New(time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC))
 	class := Class{Name: "c", Rate: 1, Burst: 2}
 	l := New(c.Now, class)
 	l.maxBuckets = 3
@@ -45,7 +42,7 @@ func TestFullLimiterUsesOverflowBucket(t *testing.T) {
 	}
 
 	// Once the own buckets are idle, a new key prunes them and gets its own bucket.
-	c.now = c.now.Add(2 * time.Second)
+	c.Advance(2 * time.Second)
 	if ok, _ := l.Allow("c", "new4"); !ok {
 		t.Error("new4 refused after the map could be pruned")
 	}
@@ -56,10 +53,10 @@ func TestFullLimiterUsesOverflowBucket(t *testing.T) {
 
 // Run prunes idle buckets periodically.
 func TestRunPrunes(t *testing.T) {
-	c := &testClock{now: time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)}
+	c := clocktest.New(time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC))
 	l := New(c.Now, Class{Name: "c", Rate: 1, Burst: 1})
 	l.Allow("c", "k")
-	c.now = c.now.Add(time.Second) // set before Run starts: no data race on the clock
+	c.Advance(time.Second) // set before Run starts: no data race on the clock
 	l.every = time.Millisecond
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)

@@ -8,28 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cyberdevstudio/cds/engine/clock/clocktest"
 	"github.com/cyberdevstudio/cds/engine/ratelimit"
 )
 
-// clock is a settable time source.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// newClock returns a settable clock at the tests' start time.
+func newClock() *clocktest.Clock { return clocktest.New(time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)) }
 
 // step is one request (or a pause) in a scenario: advance the clock by wait, then ask.
 type step struct {

@@ -11,13 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/cyberdevstudio/cds/engine/apikey"
 	"github.com/cyberdevstudio/cds/engine/auth"
 	"github.com/cyberdevstudio/cds/engine/billing"
+	"github.com/cyberdevstudio/cds/engine/clock/clocktest"
 	"github.com/cyberdevstudio/cds/engine/event"
 	"github.com/cyberdevstudio/cds/engine/project"
 	"github.com/cyberdevstudio/cds/engine/store/storetest"
@@ -31,29 +31,12 @@ import (
 // engine; cds itself does not (see cmd/cds/nocgo_test.go).
 func TestMain(m *testing.M) { os.Exit(storetest.Run(m)) }
 
-// clock is a settable clock shared by the server's auth services and cds, so that
-// tokens expire without sleeping.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // cdsd is a running server for cds to talk to.
 type cdsd struct {
-	url   string
-	clock *clock
+	url string
+	// clock is a settable clock shared by the server's auth services and cds, so that
+	// tokens expire without sleeping.
+	clock *clocktest.Clock
 	// adminPassword is the first admin's generated password.
 	adminPassword string
 }
@@ -64,16 +47,16 @@ func startServer(t *testing.T) *cdsd {
 	t.Helper()
 	st := storetest.New(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	clk := &clock{t: time.Now()}
+	clk := clocktest.New(time.Now())
 	key := make([]byte, 32)
 	rand.Read(key)
 	// Cheap argon2id parameters: the tests log in many times.
-	a, err := auth.New(auth.Config{DB: st.Pool(), Logger: log, SigningKey: key, Clock: clk.now,
+	a, err := auth.New(auth.Config{DB: st.Pool(), Logger: log, SigningKey: key, Clock: clk.Now,
 		Argon2: auth.Params{Memory: 1024, Iterations: 1, Threads: 1, KeyLen: 32, SaltLen: 16}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys, err := apikey.New(apikey.Config{DB: st.Pool(), Clock: clk.now, Logger: log})
+	keys, err := apikey.New(apikey.Config{DB: st.Pool(), Clock: clk.Now, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +91,7 @@ func startServer(t *testing.T) *cdsd {
 func (d *cdsd) cds(t *testing.T, stdin string, args ...string) (string, string, error) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	e := &env{stdin: strings.NewReader(stdin), stdout: &stdout, stderr: &stderr, now: d.clock.now}
+	e := &env{stdin: strings.NewReader(stdin), stdout: &stdout, stderr: &stderr, now: d.clock.Now}
 	err := e.main(t.Context(), append([]string{"--server", d.url}, args...))
 	return stdout.String(), stderr.String(), err
 }
@@ -242,7 +225,7 @@ func TestAdminScenario(t *testing.T) {
 					}
 				}
 				c, ok := storedCredential(t, d.url)
-				if !ok || c.Username != "admin" || c.RefreshToken == "" || !c.ExpiresAt.After(d.clock.now()) {
+				if !ok || c.Username != "admin" || c.RefreshToken == "" || !c.ExpiresAt.After(d.clock.Now()) {
 					t.Errorf("stored login = %+v, %v", c, ok)
 				}
 			}},
@@ -401,11 +384,11 @@ func TestSessionScenario(t *testing.T) {
 		{name: "a developer may not administer", args: []string{"admin", "users", "list"},
 			wantErr: []string{"Forbidden", "your role does not allow this"}},
 		{name: "an expired access token is refreshed first", args: []string{"whoami"},
-			before: func(t *testing.T) { remember(t); d.clock.advance(16 * time.Minute) },
+			before: func(t *testing.T) { remember(t); d.clock.Advance(16 * time.Minute) },
 			want:   []string{"dev (id "},
 			check: func(t *testing.T, _ string) {
 				c, _ := storedCredential(t, d.url)
-				if c.AccessToken == before.AccessToken || c.RefreshToken == before.RefreshToken || !c.ExpiresAt.After(d.clock.now()) {
+				if c.AccessToken == before.AccessToken || c.RefreshToken == before.RefreshToken || !c.ExpiresAt.After(d.clock.Now()) {
 					t.Errorf("the stored login was not renewed: %+v", c)
 				}
 			}},
@@ -425,7 +408,7 @@ func TestSessionScenario(t *testing.T) {
 				}
 			}},
 		{name: "a session past its refresh token's life must log in again", args: []string{"whoami"},
-			before:  func(t *testing.T) { d.clock.advance(25 * time.Hour) },
+			before:  func(t *testing.T) { d.clock.Advance(25 * time.Hour) },
 			wantErr: []string{"not logged in to " + d.url + " (or the session expired): run cds login --server " + d.url}},
 		{name: "log in again", args: []string{"login", "--username", "dev"}, stdin: devPassword + "\n"},
 		{name: "logout", args: []string{"logout"}, want: []string{"Logged out of " + d.url + "."},
