@@ -205,3 +205,105 @@ func TestMembersAndUsage(t *testing.T) {
 		t.Fatalf("balance after the call: %+v %v", me, err)
 	}
 }
+
+// rest sends a raw REST request as the admin and returns the status and body.
+func (e *testEnv) rest(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, e.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+e.tokens[rpc.RoleAdmin])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestAdminREST(t *testing.T) {
+	env := newEnv(t)
+	dev := strconv.FormatInt(env.users[rpc.RoleDeveloper].ID, 10)
+	tests := []struct {
+		name, method, path, body string
+		status                   int
+		contains                 string
+	}{
+		{"list filtered", "GET", "/admin/users?role=developer&disabled=false&limit=5&offset=0", "", 200, `"total":1`},
+		{"list bad disabled", "GET", "/admin/users?disabled=maybe", "", 400, "want true or false"},
+		{"list bad limit", "GET", "/admin/users?limit=-1", "", 400, "non-negative"},
+		{"get", "GET", "/admin/users/" + dev, "", 200, `"username":"developer-user"`},
+		{"get bad id", "GET", "/admin/users/abc", "", 400, "positive number"},
+		{"get missing", "GET", "/admin/users/999999", "", 404, "not found"},
+		{"patch balance", "PATCH", "/admin/users/" + dev, `{"token_balance":42}`, 200, `"token_balance":42`},
+		{"patch negative balance", "PATCH", "/admin/users/" + dev, `{"token_balance":-1}`, 400, ""},
+		{"patch unknown field", "PATCH", "/admin/users/" + dev, `{"color":"red"}`, 400, "unknown field"},
+		{"patch not JSON", "PATCH", "/admin/users/" + dev, `{`, 400, "invalid JSON"},
+		{"create duplicate", "POST", "/admin/users", `{"username":"developer-user","password":"` + testPassword + `","role":"viewer"}`, 409, ""},
+		{"usage", "GET", "/admin/users/" + dev + "/usage?since=2020-01-01&until=2100-01-01T00:00:00Z", "", 200, `"total":0`},
+		{"usage bad date", "GET", "/admin/users/" + dev + "/usage?since=yesterday", "", 400, "RFC 3339"},
+		{"audit", "GET", "/admin/audit?action=user.balance&limit=10&actor_id=0&before_id=0", "", 200, `"user.balance"`},
+		{"audit bad limit", "GET", "/admin/audit?limit=x", "", 400, ""},
+		{"registration get", "GET", "/admin/settings/registration", "", 200, `"closed"`},
+		{"registration set", "PUT", "/admin/settings/registration", `{"mode":"open"}`, 200, `"open"`},
+		{"registration bad", "PUT", "/admin/settings/registration", `{"mode":"sometimes"}`, 400, ""},
+		{"register when open", "POST", "/auth/register", `{"username":"newbie","password":"` + testPassword + `"}`, 201, `"role":"developer"`},
+		{"delete keeping data", "DELETE", "/admin/users/" + dev + "?keep_data=true", "", 204, ""},
+		{"delete bad flag", "DELETE", "/admin/users/" + dev + "?keep_data=perhaps", "", 400, ""},
+		{"requirements", "GET", "/auth/password-requirements", "", 200, `"min_length":12`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := env.rest(t, tc.method, tc.path, tc.body)
+			if status != tc.status || !strings.Contains(body, tc.contains) {
+				t.Fatalf("%s %s: %d %s; want %d containing %q", tc.method, tc.path, status, body, tc.status, tc.contains)
+			}
+		})
+	}
+}
+
+func TestSessionsAndKeys(t *testing.T) {
+	env := newEnv(t)
+	ctx := t.Context()
+	c := env.as(t, "developer")
+	sessions, err := c.Sessions(ctx)
+	if err != nil || len(sessions) == 0 {
+		t.Fatalf("sessions %+v %v", sessions, err)
+	}
+	key, err := c.APIKeyCreate(ctx, rpc.APIKeyCreateRequest{Name: "ci", Scope: "viewer"})
+	if err != nil || !strings.HasPrefix(key.Key, "cds_") {
+		t.Fatalf("key %+v %v", key, err)
+	}
+	withKey := env.anon.WithToken(key.Key)
+	if _, err := withKey.ProjectList(ctx); err != nil {
+		t.Fatalf("key reads: %v", err)
+	}
+	if _, err := withKey.ProjectCreate(ctx, "x"); !rpc.IsCode(err, rpc.CodeForbidden) {
+		t.Fatalf("viewer-scoped key writes: %v", err)
+	}
+	if _, err := withKey.APIKeyCreate(ctx, rpc.APIKeyCreateRequest{Name: "again"}); !rpc.IsCode(err, rpc.CodeForbidden) {
+		t.Fatalf("key creates keys: %v", err)
+	}
+	keys, err := c.APIKeys(ctx)
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("keys %+v %v", keys, err)
+	}
+	if _, err := c.APIKeyRevoke(ctx, key.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := withKey.ProjectList(ctx); !rpc.IsCode(err, rpc.CodeUnauthorized) {
+		t.Fatalf("revoked key: %v", err)
+	}
+	other := sessions[0].ID
+	if err := c.RevokeSession(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LogoutAll(ctx); err != nil && !rpc.IsCode(err, rpc.CodeUnauthorized) {
+		t.Fatal(err)
+	}
+	if _, err := c.Me(ctx); !rpc.IsCode(err, rpc.CodeUnauthorized) {
+		t.Fatalf("after logout-all: %v", err)
+	}
+}
