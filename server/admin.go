@@ -24,6 +24,7 @@ func (s *Server) registerAdminRoutes(mux *http.ServeMux) {
 	s.handle(mux, "GET /admin/audit", admin, s.restAudit)
 	s.handle(mux, "GET /admin/settings/registration", admin, s.restRegistrationGet)
 	s.handle(mux, "PUT /admin/settings/registration", admin, s.restRegistrationSet)
+	s.handle(mux, "POST /admin/invites", admin, s.restInviteCreate)
 }
 
 // registerAdminMethods adds the JSON-RPC equivalents of the /admin routes.
@@ -357,5 +358,29 @@ func (s *Server) restRegistrationSet(w http.ResponseWriter, r *http.Request, p P
 		return err
 	}
 	writeJSON(w, http.StatusOK, req)
+	return nil
+}
+
+func (s *Server) restInviteCreate(w http.ResponseWriter, r *http.Request, p Principal) error {
+	var req rpc.InviteRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		return err
+	}
+	var ttl time.Duration
+	if req.ExpiresIn != "" {
+		var err error
+		if ttl, err = time.ParseDuration(req.ExpiresIn); err != nil || ttl <= 0 {
+			return rpc.NewError(rpc.CodeInvalidParams, "expires_in %q: want a duration such as 72h", truncate(req.ExpiresIn, 40))
+		}
+	}
+	inv, code, err := s.cfg.Auth.CreateInvite(r.Context(), p.UserID, req.Role, ttl)
+	if err != nil {
+		return err
+	}
+	if err := audit.Record(r.Context(), s.cfg.Store.Pool(), audit.Entry{ActorID: p.UserID, ActorName: p.Username, Action: "invite.create",
+		TargetType: "invite", TargetID: strconv.FormatInt(inv.ID, 10), After: map[string]any{"role": inv.Role, "expires_at": inv.ExpiresAt}}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, rpc.InviteCreated{ID: inv.ID, Code: code, Role: inv.Role, ExpiresAt: inv.ExpiresAt})
 	return nil
 }

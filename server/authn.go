@@ -116,13 +116,15 @@ func mapAccountError(err error) *rpc.Error {
 	case errors.Is(err, auth.ErrTokenInvalid), errors.Is(err, auth.ErrTokenExpired), errors.Is(err, auth.ErrTokenRevoked),
 		errors.Is(err, auth.ErrUserDisabled):
 		return authError(err)
+	case errors.Is(err, auth.ErrInviteInvalid):
+		return rpc.NewError(rpc.CodeForbidden, "%v; ask an admin for a new invitation", err)
 	case errors.Is(err, auth.ErrRegistrationClosed):
 		return rpc.NewError(rpc.CodeForbidden, "%v; ask an admin for an account", err)
 	case errors.Is(err, auth.ErrUserExists), errors.Is(err, users.ErrLastAdmin):
 		return rpc.NewError(rpc.CodeConflict, "%v", err)
 	case errors.Is(err, auth.ErrPasswordReused), errors.Is(err, auth.ErrWeakPassword), errors.Is(err, auth.ErrInvalidUsername),
 		errors.Is(err, auth.ErrInvalidRole), errors.Is(err, auth.ErrInvalidMode), errors.Is(err, users.ErrInvalid),
-		errors.Is(err, apikey.ErrScopeTooHigh), errors.Is(err, billing.ErrInvalid):
+		errors.Is(err, apikey.ErrScopeTooHigh), errors.Is(err, billing.ErrInvalid), errors.Is(err, auth.ErrInvalidInvite):
 		return rpc.NewError(rpc.CodeInvalidParams, "%v", err)
 	case errors.Is(err, auth.ErrNotFound), errors.Is(err, users.ErrNotFound), errors.Is(err, apikey.ErrNotFound),
 		errors.Is(err, billing.ErrNotFound):

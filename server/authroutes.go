@@ -72,7 +72,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request, _ Principal) e
 	if err := decodeBody(w, r, &req); err != nil {
 		return err
 	}
-	u, err := s.cfg.Auth.Register(r.Context(), req.Username, req.Password)
+	u, err := s.cfg.Auth.Register(r.Context(), req.Username, req.Password, req.Invite)
 	if err != nil {
 		return err
 	}

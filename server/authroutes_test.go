@@ -250,6 +250,11 @@ func TestAdminREST(t *testing.T) {
 		{"registration set", "PUT", "/admin/settings/registration", `{"mode":"open"}`, 200, `"open"`},
 		{"registration bad", "PUT", "/admin/settings/registration", `{"mode":"sometimes"}`, 400, ""},
 		{"register when open", "POST", "/auth/register", `{"username":"newbie","password":"` + testPassword + `"}`, 201, `"role":"developer"`},
+		{"invite mode", "PUT", "/admin/settings/registration", `{"mode":"invite"}`, 200, `"invite"`},
+		{"register without invitation", "POST", "/auth/register", `{"username":"newbie2","password":"` + testPassword + `"}`, 403, "invitation code"},
+		{"register with a bad invitation", "POST", "/auth/register", `{"username":"newbie2","password":"` + testPassword + `","invite":"cdsinv_x"}`, 403, "new invitation"},
+		{"invite an admin", "POST", "/admin/invites", `{"role":"admin"}`, 400, "developer or viewer"},
+		{"invite bad duration", "POST", "/admin/invites", `{"role":"viewer","expires_in":"soon"}`, 400, "duration"},
 		{"delete keeping data", "DELETE", "/admin/users/" + dev + "?keep_data=true", "", 204, ""},
 		{"delete bad flag", "DELETE", "/admin/users/" + dev + "?keep_data=perhaps", "", 400, ""},
 		{"requirements", "GET", "/auth/password-requirements", "", 200, `"min_length":12`},
@@ -305,5 +310,24 @@ func TestSessionsAndKeys(t *testing.T) {
 	}
 	if _, err := c.Me(ctx); !rpc.IsCode(err, rpc.CodeUnauthorized) {
 		t.Fatalf("after logout-all: %v", err)
+	}
+}
+
+func TestInviteRegistration(t *testing.T) {
+	env := newEnv(t)
+	if status, body := env.rest(t, "PUT", "/admin/settings/registration", `{"mode":"invite"}`); status != 200 {
+		t.Fatalf("%d %s", status, body)
+	}
+	status, body := env.rest(t, "POST", "/admin/invites", `{"role":"viewer","expires_in":"1h"}`)
+	var inv rpc.InviteCreated
+	if status != 201 || json.Unmarshal([]byte(body), &inv) != nil || inv.Code == "" {
+		t.Fatalf("invite: %d %s", status, body)
+	}
+	u, err := env.anon.Register(t.Context(), rpc.RegisterRequest{Username: "guest", Password: testPassword, Invite: inv.Code})
+	if err != nil || u.Role != "viewer" {
+		t.Fatalf("register with invitation: %+v %v", u, err)
+	}
+	if _, err := env.anon.Register(t.Context(), rpc.RegisterRequest{Username: "guest2", Password: testPassword, Invite: inv.Code}); !rpc.IsCode(err, rpc.CodeForbidden) {
+		t.Fatalf("second use: %v", err)
 	}
 }

@@ -36,10 +36,18 @@ func (s *Service) User(ctx context.Context, userID int64) (User, error) {
 // CreateUser creates an account with a password that meets the policy. Errors:
 // ErrInvalidUsername, ErrInvalidRole, *PolicyError, ErrUserExists.
 func (s *Service) CreateUser(ctx context.Context, username, password, role string, mustChange bool) (User, error) {
+	return s.createUser(ctx, username, password, role, mustChange, nil)
+}
+
+// roleHook, when given to createUser, runs first in its transaction and decides the
+// role (an invitation's); the function it returns runs after the user row exists.
+type roleHook func(tx pgx.Tx) (role string, after func(userID int64) error, err error)
+
+func (s *Service) createUser(ctx context.Context, username, password, role string, mustChange bool, hook roleHook) (User, error) {
 	if !usernameFormat.MatchString(username) {
 		return User{}, ErrInvalidUsername
 	}
-	if !validRole(role) {
+	if hook == nil && !validRole(role) {
 		return User{}, ErrInvalidRole
 	}
 	if err := CheckPolicy(username, password); err != nil {
@@ -52,6 +60,13 @@ func (s *Service) CreateUser(ctx context.Context, username, password, role strin
 	var u User
 	err = pgx.BeginFunc(ctx, s.db, func(tx pgx.Tx) error {
 		now := s.now()
+		var after func(int64) error
+		if hook != nil {
+			var err error
+			if role, after, err = hook(tx); err != nil {
+				return err
+			}
+		}
 		var err error
 		u, err = scanUser(tx.QueryRow(ctx, `INSERT INTO users
 			(username, password_hash, role, must_change_password, password_changed_at, created_at, updated_at)
@@ -59,6 +74,11 @@ func (s *Service) CreateUser(ctx context.Context, username, password, role strin
 			username, hash, role, mustChange, now))
 		if err != nil {
 			return err
+		}
+		if after != nil {
+			if err := after(u.ID); err != nil {
+				return err
+			}
 		}
 		return addHistory(ctx, tx, u.ID, hash, now)
 	})
@@ -232,18 +252,27 @@ func (s *Service) SetRegistrationMode(ctx context.Context, mode string) error {
 	return nil
 }
 
-// Register creates a developer account when registration is open. In the invite and
-// closed modes it returns ErrRegistrationClosed (invitations are not implemented yet).
-// Other errors are CreateUser's.
-func (s *Service) Register(ctx context.Context, username, password string) (User, error) {
+// Register creates an account. With registration open, anyone may register as a
+// developer; with an invitation code (open or invite mode) the account gets the
+// invitation's role and the code is used up in the same transaction. Without a code
+// in invite mode, and always in closed mode, it returns ErrRegistrationClosed; a bad
+// code is ErrInviteInvalid. Other errors are CreateUser's.
+func (s *Service) Register(ctx context.Context, username, password, invite string) (User, error) {
 	mode, err := s.RegistrationMode(ctx)
 	if err != nil {
 		return User{}, err
 	}
-	if mode != RegistrationOpen {
+	switch {
+	case mode == RegistrationClosed:
 		return User{}, ErrRegistrationClosed
+	case invite == "" && mode == RegistrationInvite:
+		return User{}, fmt.Errorf("%w: it needs an invitation code", ErrRegistrationClosed)
+	case invite == "":
+		return s.CreateUser(ctx, username, password, RoleDeveloper, false)
 	}
-	return s.CreateUser(ctx, username, password, RoleDeveloper, false)
+	return s.createUser(ctx, username, password, "", false, func(tx pgx.Tx) (string, func(int64) error, error) {
+		return s.takeInvite(ctx, tx, invite)
+	})
 }
 
 // BootstrapUsername is the name of the first admin.

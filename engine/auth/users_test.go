@@ -198,7 +198,7 @@ func TestRegistration(t *testing.T) {
 					t.Errorf("RegistrationMode = %q, want %q", got, tc.mode)
 				}
 			}
-			u, err := e.svc.Register(t.Context(), tc.username, strongPassword)
+			u, err := e.svc.Register(t.Context(), tc.username, strongPassword, "")
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("Register = %+v, %v; want %v", u, err, tc.want)
 			}
@@ -434,7 +434,7 @@ func TestDatabaseErrorsAreReported(t *testing.T) {
 			return err
 		},
 		"Register": func() error {
-			_, err := e.svc.Register(ctx, "bob", strongPassword)
+			_, err := e.svc.Register(ctx, "bob", strongPassword, "")
 			return err
 		},
 		"SetRegistrationMode": func() error { return e.svc.SetRegistrationMode(ctx, auth.RegistrationOpen) },

@@ -164,12 +164,20 @@ func (c *Client) PasswordRequirements(ctx context.Context) (rpc.PasswordRequirem
 	return r, err
 }
 
-// Register creates an account for oneself; it fails with rpc.CodeForbidden when
-// registration is not open.
-func (c *Client) Register(ctx context.Context, username, password string) (rpc.AdminUser, error) {
+// Register creates an account for oneself (with an invitation code while
+// registration is invite-only); it fails with rpc.CodeForbidden when registration is
+// closed or the code is not good.
+func (c *Client) Register(ctx context.Context, req rpc.RegisterRequest) (rpc.AdminUser, error) {
 	var u rpc.AdminUser
-	err := c.REST(ctx, http.MethodPost, "/auth/register", nil, rpc.RegisterRequest{Username: username, Password: password}, &u)
+	err := c.REST(ctx, http.MethodPost, "/auth/register", nil, req, &u)
 	return u, err
+}
+
+// InviteCreate makes an invitation code (admin). The answer's Code is the only copy.
+func (c *Client) InviteCreate(ctx context.Context, req rpc.InviteRequest) (rpc.InviteCreated, error) {
+	var inv rpc.InviteCreated
+	err := c.REST(ctx, http.MethodPost, "/admin/invites", nil, req, &inv)
+	return inv, err
 }
 
 // APIKeyCreate creates an API key of the caller. The answer's Key is the only copy

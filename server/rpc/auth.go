@@ -102,6 +102,9 @@ type PasswordRequirements struct {
 type RegisterRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
+	// Invite is an invitation code (required while registration is invite-only); the
+	// account gets the invitation's role.
+	Invite string `json:"invite,omitempty"`
 }
 
 // APIKeyCreateRequest is the body of POST /auth/api-key/generate.
@@ -239,4 +242,20 @@ const (
 type RegistrationSetting struct {
 	// Mode is RegistrationOpen, RegistrationInvite or RegistrationClosed.
 	Mode string `json:"mode"`
+}
+
+// InviteRequest is the body of POST /admin/invites: the role of the account the code
+// creates (developer or viewer) and how long it stays valid (a Go duration such as
+// "72h"; 7 days when empty).
+type InviteRequest struct {
+	Role      string `json:"role"`
+	ExpiresIn string `json:"expires_in,omitempty"`
+}
+
+// InviteCreated answers POST /admin/invites; Code is shown this once.
+type InviteCreated struct {
+	ID        int64     `json:"id"`
+	Code      string    `json:"code"`
+	Role      string    `json:"role"`
+	ExpiresAt time.Time `json:"expires_at"`
 }

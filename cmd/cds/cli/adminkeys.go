@@ -86,6 +86,45 @@ closed (only admins create accounts). With --json, print {"mode": ...}.`,
 	run: runAdminRegistration,
 }
 
+var adminInviteCommand = &command{
+	name:    "admin invite",
+	summary: "make an invitation code for the invite-only registration",
+	help: `Make an invitation code that lets one person create an account with
+POST /auth/register while registration is invite (or open). The account gets
+--role (developer, the default, or viewer). The code is valid for --expires (a
+duration such as 72h; 7 days by default) and printed only now, on stdout. With
+--json, print {"id","code","role","expires_at"}.`,
+	flags: func(fs *flag.FlagSet, f *cmdFlags) {
+		fs.StringVar(&f.role, "role", "developer", "`ROLE` of the account: developer or viewer")
+		fs.StringVar(&f.expires, "expires", "", "how long the code stays valid, a `DURATION` such as 72h")
+	},
+	run: runAdminInvite,
+}
+
+func runAdminInvite(ctx context.Context, e *env, _ []string) error {
+	if e.flags.expires != "" {
+		if d, err := time.ParseDuration(e.flags.expires); err != nil || d <= 0 {
+			return &UsageError{Msg: fmt.Sprintf("--expires %q: want a duration such as 72h", e.flags.expires), Command: "admin invite"}
+		}
+	}
+	k, err := e.connect()
+	if err != nil {
+		return err
+	}
+	inv, err := fetch(ctx, k, func(c *client.Client, ctx context.Context) (rpc.InviteCreated, error) {
+		return c.InviteCreate(ctx, rpc.InviteRequest{Role: e.flags.role, ExpiresIn: e.flags.expires})
+	})
+	if err != nil {
+		return serverError(k.server, "make an invitation", err)
+	}
+	if e.opts.json {
+		return e.writeJSON(inv)
+	}
+	fmt.Fprintf(e.stderr, "Invitation for a %s account, valid until %s. It is shown only now:\n", inv.Role, inv.ExpiresAt.Local().Format("2006-01-02 15:04"))
+	_, err = fmt.Fprintln(e.stdout, inv.Code)
+	return err
+}
+
 func runAdminKeysCreate(ctx context.Context, e *env, args []string) error {
 	const cmd = "admin keys create"
 	req := rpc.APIKeyCreateRequest{Name: args[0]}

@@ -111,6 +111,7 @@ var commands = []*command{
 	adminKeysRevokeCommand,
 	adminAuditCommand,
 	adminRegistrationCommand,
+	adminInviteCommand,
 	versionCommand,
 }
 

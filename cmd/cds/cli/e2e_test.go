@@ -327,6 +327,12 @@ func TestAdminScenario(t *testing.T) {
 				t.Errorf("mode = %q", s.Mode)
 			}
 		}},
+		{name: "invitation", args: []string{"admin", "invite", "--role", "viewer", "--expires", "2h", "--json"}, check: func(t *testing.T, out string) {
+			if inv := decode[rpc.InviteCreated](t, out); inv.Role != "viewer" || !strings.HasPrefix(inv.Code, "cdsinv_") {
+				t.Errorf("invitation %+v", inv)
+			}
+		}},
+		{name: "invitation for an admin refused", args: []string{"admin", "invite", "--role", "admin"}, wantErr: []string{"developer or viewer"}},
 	})
 }
 
