@@ -227,3 +227,32 @@ func TestPrune(t *testing.T) {
 		}
 	}
 }
+
+// TestUnknownUsersCostTheSame checks, without timing anything, what makes a login for
+// an unknown user take as long as one with a wrong password: the dummy hash it
+// verifies has exactly the parameters of a real user's hash, and both answer the
+// same error.
+func TestUnknownUsersCostTheSame(t *testing.T) {
+	e := newEnv(t)
+	e.user(t, "alice", auth.RoleDeveloper)
+	var stored string
+	if err := e.db.QueryRow(t.Context(), `SELECT password_hash FROM users WHERE username = 'alice'`).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	real, err := auth.HashParams(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dummy, err := auth.HashParams(auth.DummyHash(e.svc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if real != dummy {
+		t.Fatalf("dummy hash params %+v differ from a user's %+v", dummy, real)
+	}
+	_, errUnknown := e.svc.Login(t.Context(), "nobody", "Wrong-Horse-99", "10.1.1.1", "ua")
+	_, errWrong := e.svc.Login(t.Context(), "alice", "Wrong-Horse-99", "10.1.1.2", "ua")
+	if errUnknown == nil || errUnknown.Error() != errWrong.Error() {
+		t.Fatalf("unknown user: %v; wrong password: %v", errUnknown, errWrong)
+	}
+}
