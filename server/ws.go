@@ -25,6 +25,7 @@ const (
 	wsMaxSubs        = 64
 	wsMaxConcurrency = 16 // calls of one connection running at once
 	wsWriteTimeout   = 10 * time.Second
+	wsDrainTimeout   = 15 * time.Second // shutdown waits this long for running calls
 )
 
 // wsSession is one WebSocket connection.
@@ -39,6 +40,12 @@ type wsSession struct {
 	subs    map[string]*wsSub
 	nextSub int
 	wg      sync.WaitGroup // forwarders
+
+	// drainMu orders starting a call against draining: once draining is set no
+	// call starts, so waiting for inflight is safe.
+	drainMu  sync.Mutex
+	draining bool
+	inflight sync.WaitGroup
 }
 
 type wsSub struct {
@@ -76,8 +83,11 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), principalKey, p))
 	defer cancel()
 	sess := &wsSession{s: s, conn: conn, out: make(chan []byte, wsOutQueue), done: make(chan struct{}), subs: make(map[string]*wsSub)}
-	s.wsTracker.add(conn)
-	defer s.wsTracker.remove(conn)
+	if !s.wsTracker.add(sess) {
+		_ = conn.Close(websocket.StatusGoingAway, "cdsd is shutting down")
+		return
+	}
+	defer s.wsTracker.remove(sess)
 	s.metrics.sessions.Inc()
 	defer s.metrics.sessions.Dec()
 
@@ -99,8 +109,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 
 func (ss *wsSession) readLoop(ctx context.Context) error {
 	sem := make(chan struct{}, wsMaxConcurrency)
-	var calls sync.WaitGroup
-	defer calls.Wait()
+	defer ss.inflight.Wait()
 	for {
 		typ, data, err := ss.conn.Read(ctx)
 		if err != nil {
@@ -116,11 +125,76 @@ func (ss *wsSession) readLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		calls.Go(func() {
+		ss.drainMu.Lock()
+		if ss.draining {
+			ss.drainMu.Unlock()
+			<-sem
+			ss.refuse(ctx, data)
+			continue
+		}
+		ss.inflight.Add(1)
+		ss.drainMu.Unlock()
+		go func() {
+			defer ss.inflight.Done()
 			defer func() { <-sem }()
 			ss.handleMessage(ctx, data)
-		})
+		}()
 	}
+}
+
+// refuse answers every request of a message that arrived while the server drains.
+func (ss *wsSession) refuse(ctx context.Context, data []byte) {
+	msg, perr := rpc.Decode(data, ss.s.cfg.MaxBatch)
+	if perr != nil {
+		return
+	}
+	var out []rpc.Response
+	for _, c := range msg.Calls {
+		if c.Request != nil && c.Request.IsNotification() {
+			continue
+		}
+		out = append(out, rpc.Response{JSONRPC: rpc.Version, ID: c.ID, Error: rpc.NewError(rpc.CodeUnavailable, "cdsd is shutting down; reconnect in a moment")})
+	}
+	switch {
+	case len(out) == 0:
+	case msg.Batch:
+		ss.send(ctx, rpc.AppendResponses(nil, out))
+	default:
+		ss.send(ctx, rpc.AppendResponse(nil, out[0]))
+	}
+}
+
+// drain ends the session for a shutdown without losing answers: calls already
+// running finish (up to wsDrainTimeout) and their replies are written, new calls
+// are refused, then the connection closes with 1001 (going away).
+func (ss *wsSession) drain() {
+	ss.drainMu.Lock()
+	ss.draining = true
+	ss.drainMu.Unlock()
+	finished := make(chan struct{})
+	go func() { // ends when the running calls end (each is bounded by the call timeout)
+		ss.inflight.Wait()
+		close(finished)
+	}()
+	timer := time.NewTimer(wsDrainTimeout)
+	defer timer.Stop()
+	select {
+	case <-finished:
+	case <-timer.C:
+	case <-ss.done:
+	}
+	for len(ss.out) > 0 {
+		select {
+		case <-timer.C:
+			ss.conn.CloseNow()
+			return
+		case <-ss.done:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	// Close waits for a write in progress, so the last reply goes out first.
+	_ = ss.conn.Close(websocket.StatusGoingAway, "cdsd is shutting down")
 }
 
 func (ss *wsSession) handleMessage(ctx context.Context, data []byte) {
@@ -334,38 +408,46 @@ func (s *Server) unsubscribe(ctx context.Context, p rpc.UnsubscribeParams) (rpc.
 	return rpc.Empty{}, nil
 }
 
-// connTracker remembers open WebSockets so shutdown can tell them to go away.
+// connTracker remembers open WebSocket sessions so shutdown can drain them.
 type connTracker struct {
-	mu    sync.Mutex
-	conns map[*websocket.Conn]struct{}
+	mu       sync.Mutex
+	sessions map[*wsSession]struct{}
+	closing  bool
 }
 
 func newConnTracker() *connTracker {
-	return &connTracker{conns: make(map[*websocket.Conn]struct{})}
+	return &connTracker{sessions: make(map[*wsSession]struct{})}
 }
 
-func (t *connTracker) add(c *websocket.Conn) {
+// add registers a session; false means the server is shutting down.
+func (t *connTracker) add(s *wsSession) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.conns[c] = struct{}{}
+	if t.closing {
+		return false
+	}
+	t.sessions[s] = struct{}{}
+	return true
 }
 
-func (t *connTracker) remove(c *websocket.Conn) {
+func (t *connTracker) remove(s *wsSession) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.conns, c)
+	delete(t.sessions, s)
 }
 
+// closeAll drains every session (see wsSession.drain) and refuses new ones.
 func (t *connTracker) closeAll() {
 	t.mu.Lock()
-	conns := make([]*websocket.Conn, 0, len(t.conns))
-	for c := range t.conns {
-		conns = append(conns, c)
+	t.closing = true
+	sessions := make([]*wsSession, 0, len(t.sessions))
+	for s := range t.sessions {
+		sessions = append(sessions, s)
 	}
 	t.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, c := range conns {
-		wg.Go(func() { _ = c.Close(websocket.StatusGoingAway, "cdsd is shutting down") })
+	for _, s := range sessions {
+		wg.Go(s.drain)
 	}
 	wg.Wait()
 }
@@ -373,7 +455,7 @@ func (t *connTracker) closeAll() {
 func (t *connTracker) count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.conns)
+	return len(t.sessions)
 }
 
 // wait returns when every WebSocket handler has finished or ctx ends.

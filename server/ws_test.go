@@ -257,3 +257,85 @@ func (e *testEnv) waitSessions(t *testing.T, n int) {
 func (e *testEnv) wsOptions() *websocket.DialOptions {
 	return &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + e.tokens[rpc.RoleAdmin]}}}
 }
+
+// TestShutdownDrainsRunningCalls holds a save in the database (a row lock taken by
+// the test), starts the shutdown of WebSockets, releases the lock, and checks that
+// the client still gets the save's answer, later calls are refused, and the
+// connection then ends.
+func TestShutdownDrainsRunningCalls(t *testing.T) {
+	env := newEnv(t)
+	ctx := t.Context()
+	p, err := env.client.ProjectCreate(ctx, "drain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := env.client.Dial(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	env.waitSessions(t, 1)
+
+	tx, err := env.store.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM projects WHERE id = $1 FOR UPDATE`, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	saved := make(chan error, 1)
+	go func() {
+		var fi rpc.FileInfo
+		saved <- conn.Call(ctx, rpc.MethodFileSave, rpc.FileSaveParams{ProjectID: p.ID, Path: "a.txt", Content: "x"}, &fi)
+	}()
+	// Wait until the save waits for the lock.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		if err := env.store.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE NOT granted`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the save never waited for the lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	drained := make(chan struct{})
+	go func() {
+		env.srv.wsTracker.closeAll()
+		close(drained)
+	}()
+	// While draining, new calls are refused with a clear error.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		err := conn.Call(ctx, rpc.MethodSystemStatus, nil, nil)
+		if rpc.IsCode(err, rpc.CodeUnavailable) {
+			break
+		}
+		if err != nil || time.Now().After(deadline) {
+			t.Fatalf("call while draining: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-saved:
+		if err != nil {
+			t.Fatalf("the running save lost its answer: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no answer to the running save")
+	}
+	<-drained
+	select {
+	case <-conn.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection still open after the drain")
+	}
+}
