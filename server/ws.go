@@ -9,6 +9,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -46,6 +47,9 @@ type wsSession struct {
 	drainMu  sync.Mutex
 	draining bool
 	inflight sync.WaitGroup
+	// unsent counts messages queued or being written, so that a drain closes the
+	// connection only after the last reply went out.
+	unsent atomic.Int64
 }
 
 type wsSub struct {
@@ -176,24 +180,26 @@ func (ss *wsSession) drain() {
 		ss.inflight.Wait()
 		close(finished)
 	}()
+	deadline := time.Now().Add(wsDrainTimeout)
 	timer := time.NewTimer(wsDrainTimeout)
 	defer timer.Stop()
 	select {
 	case <-finished:
 	case <-timer.C:
 	case <-ss.done:
+		return
 	}
-	for len(ss.out) > 0 {
-		select {
-		case <-timer.C:
+	for ss.unsent.Load() > 0 {
+		if time.Now().After(deadline) {
 			ss.conn.CloseNow()
 			return
+		}
+		select {
 		case <-ss.done:
 			return
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	// Close waits for a write in progress, so the last reply goes out first.
 	_ = ss.conn.Close(websocket.StatusGoingAway, "cdsd is shutting down")
 }
 
@@ -223,14 +229,15 @@ func (ss *wsSession) handleMessage(ctx context.Context, data []byte) {
 // send queues one message; it blocks while the queue is full (backpressure on the
 // caller) and gives up when the session ends.
 func (ss *wsSession) send(ctx context.Context, msg []byte) bool {
+	ss.unsent.Add(1)
 	select {
 	case ss.out <- msg:
 		return true
 	case <-ctx.Done():
-		return false
 	case <-ss.done:
-		return false
 	}
+	ss.unsent.Add(-1)
+	return false
 }
 
 func (ss *wsSession) writeLoop(ctx context.Context, cancel context.CancelFunc) {
@@ -242,6 +249,7 @@ func (ss *wsSession) writeLoop(ctx context.Context, cancel context.CancelFunc) {
 			wctx, wcancel := context.WithTimeout(ctx, wsWriteTimeout)
 			err := ss.conn.Write(wctx, websocket.MessageText, msg)
 			wcancel()
+			ss.unsent.Add(-1)
 			if err != nil {
 				cancel()
 				return
