@@ -131,6 +131,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Finish working-copy updates a crash interrupted, before any write starts. The
+	// database is the source of truth, so a failure here only costs a stale file.
+	if n, err := projects.Recover(ctx); err != nil {
+		log.Error("recover working copies", "err", err)
+	} else if n > 0 {
+		log.Warn("recovered interrupted working copy updates", "files", n)
+	}
+
 	// Background loops: the project store's head cache follows every writer, the
 	// ledger expires stale reservations, the limiter forgets idle callers. They
 	// stop before the database closes (defers run last-in, first-out).
