@@ -27,24 +27,6 @@ func (s *Server) registerAdminRoutes(mux *http.ServeMux) {
 	s.handle(mux, "POST /admin/invites", admin, s.restInviteCreate)
 }
 
-// registerAdminMethods adds the JSON-RPC equivalents of the /admin routes.
-func (s *Server) registerAdminMethods() error {
-	r := s.reg
-	for _, err := range []error{
-		register(r, rpc.MethodAdminUserList, rpc.RoleAdmin, s.adminUserList),
-		register(r, rpc.MethodAdminUserCreate, rpc.RoleAdmin, s.adminUserCreate),
-		register(r, rpc.MethodAdminUserUpdate, rpc.RoleAdmin, s.adminUserUpdate),
-		register(r, rpc.MethodAdminUserDelete, rpc.RoleAdmin, s.adminUserDelete),
-		register(r, rpc.MethodAdminUserUsage, rpc.RoleAdmin, s.adminUserUsage),
-		register(r, rpc.MethodAdminAudit, rpc.RoleAdmin, s.adminAudit),
-	} {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func actorOf(ctx context.Context) users.Actor {
 	p := principalFrom(ctx)
 	ip, rid := audit.FromContext(ctx)

@@ -114,7 +114,7 @@ func (s *Server) call(ctx context.Context, req *rpc.Request, authErr error) (lab
 	if m.wsOnly && sessionFrom(ctx) == nil {
 		return m.doc.Name, nil, rpc.NewError(rpc.CodeInvalidRequest, "%s works only over the WebSocket at /ws", m.doc.Name)
 	}
-	if err := s.allow(ClassAPI, "user:"+strconv.FormatInt(p.UserID, 10)); err != nil {
+	if err := s.allow(ClassAPI, userKey(p.UserID)); err != nil {
 		return m.doc.Name, nil, mapDomainError(err)
 	}
 	params, perr := m.decodeParams(req.Params)

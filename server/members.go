@@ -7,22 +7,6 @@ import (
 	"github.com/cyberdevstudio/cds/server/rpc"
 )
 
-// registerSharingMethods adds project membership and usage reports.
-func (s *Server) registerSharingMethods() error {
-	r := s.reg
-	for _, err := range []error{
-		register(r, rpc.MethodMemberAdd, rpc.RoleDeveloper, s.memberAdd),
-		register(r, rpc.MethodMemberRemove, rpc.RoleViewer, s.memberRemove),
-		register(r, rpc.MethodMemberList, rpc.RoleViewer, s.memberList),
-		register(r, rpc.MethodUsageReport, rpc.RoleViewer, s.usageReport),
-	} {
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 func (s *Server) memberAdd(ctx context.Context, p rpc.MemberParams) (rpc.Empty, error) {
 	return rpc.Empty{}, s.cfg.Projects.AddMember(ctx, principalFrom(ctx).UserID, p.ProjectID, p.UserID, p.Role)
 }

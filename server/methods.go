@@ -35,9 +35,17 @@ func (s *Server) registerMethods() error {
 		register(r, rpc.MethodFileDelete, rpc.RoleDeveloper, s.fileDelete),
 		register(r, rpc.MethodFileRename, rpc.RoleDeveloper, s.fileRename),
 		register(r, rpc.MethodFileHistory, rpc.RoleViewer, s.fileHistory),
+		register(r, rpc.MethodMemberAdd, rpc.RoleDeveloper, s.memberAdd),
+		register(r, rpc.MethodMemberRemove, rpc.RoleViewer, s.memberRemove),
+		register(r, rpc.MethodMemberList, rpc.RoleViewer, s.memberList),
+		register(r, rpc.MethodUsageReport, rpc.RoleViewer, s.usageReport),
+		register(r, rpc.MethodAdminUserList, rpc.RoleAdmin, s.adminUserList),
+		register(r, rpc.MethodAdminUserCreate, rpc.RoleAdmin, s.adminUserCreate),
+		register(r, rpc.MethodAdminUserUpdate, rpc.RoleAdmin, s.adminUserUpdate),
+		register(r, rpc.MethodAdminUserDelete, rpc.RoleAdmin, s.adminUserDelete),
+		register(r, rpc.MethodAdminUserUsage, rpc.RoleAdmin, s.adminUserUsage),
+		register(r, rpc.MethodAdminAudit, rpc.RoleAdmin, s.adminAudit),
 		s.registerEvents(),
-		s.registerAdminMethods(),
-		s.registerSharingMethods(),
 	)
 }
 

@@ -93,10 +93,13 @@ var errMustChange = rpc.NewError(rpc.CodeForbidden, "you must change your passwo
 // rateKey is whom a request is counted against: the user, else the client IP.
 func rateKey(r *http.Request, p Principal) string {
 	if p.UserID != 0 {
-		return "user:" + strconv.FormatInt(p.UserID, 10)
+		return userKey(p.UserID)
 	}
 	return "ip:" + clientIP(r)
 }
+
+// userKey is the rate-limit key of a user, the same for REST and JSON-RPC calls.
+func userKey(id int64) string { return "user:" + strconv.FormatInt(id, 10) }
 
 // clientIP is the peer address of the connection. Forwarded headers are not trusted:
 // cdsd does not know which proxies are its own.

@@ -105,17 +105,6 @@ func (b *Bus) Publish(stream, typ string, data any) Event {
 	return ev
 }
 
-// LastID is the id of the newest event retained on stream, or 0 if none.
-func (b *Bus) LastID(stream string) int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s, ok := b.streams[stream]
-	if !ok || len(s.history) == 0 {
-		return 0
-	}
-	return s.ordered()[len(s.history)-1].ID
-}
-
 // Subscribe starts a subscription to stream. With afterID > 0, the retained events
 // newer than afterID are returned in Replay; Gap reports that events after afterID
 // were already dropped from the history (or predate a restart), so the consumer

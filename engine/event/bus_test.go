@@ -40,11 +40,8 @@ func TestPublishDeliversInOrder(t *testing.T) {
 	if len(other.C()) != 0 {
 		t.Fatalf("event leaked to another stream")
 	}
-	if got := b.LastID("s"); got != want[len(want)-1] {
-		t.Fatalf("LastID = %d, want %d", got, want[len(want)-1])
-	}
-	if got := b.LastID("none"); got != 0 {
-		t.Fatalf("LastID of empty stream = %d", got)
+	if late, _ := b.Subscribe("s", 0, 1); late.Cursor != want[len(want)-1] {
+		t.Fatalf("Cursor = %d, want the newest id %d", late.Cursor, want[len(want)-1])
 	}
 }
 

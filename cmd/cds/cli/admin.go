@@ -26,6 +26,22 @@ func fetch[T any](ctx context.Context, k *conn, f func(c *client.Client, ctx con
 	return v, err
 }
 
+// request connects to the server (with CDS_TOKEN or the stored login), runs f
+// there (refreshing an expired login once), and explains a failure to do action with
+// the next step to take.
+func request[T any](ctx context.Context, e *env, action string, f func(c *client.Client, ctx context.Context) (T, error)) (T, *conn, error) {
+	var zero T
+	k, err := e.connect()
+	if err != nil {
+		return zero, nil, err
+	}
+	v, err := fetch(ctx, k, f)
+	if err != nil {
+		return zero, k, serverError(k.server, action, err)
+	}
+	return v, k, nil
+}
+
 // userArgHelp explains how commands name a user.
 const userArgHelp = `USER is a user's id (a number) or username; a username made only of digits
 must be given by its id.`
@@ -191,15 +207,11 @@ func runAdminUsersList(ctx context.Context, e *env, _ []string) error {
 	if f.Limit < 0 || f.Offset < 0 {
 		return &UsageError{Msg: "--limit and --offset must not be negative", Command: "admin users list"}
 	}
-	k, err := e.connect()
-	if err != nil {
-		return err
-	}
-	page, err := fetch(ctx, k, func(c *client.Client, ctx context.Context) (rpc.AdminUserList, error) {
+	page, _, err := request(ctx, e, "list users", func(c *client.Client, ctx context.Context) (rpc.AdminUserList, error) {
 		return c.AdminUsers(ctx, f)
 	})
 	if err != nil {
-		return serverError(k.server, "list users", err)
+		return err
 	}
 	if page.Users == nil {
 		page.Users = []rpc.AdminUser{}

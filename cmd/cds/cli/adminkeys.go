@@ -107,15 +107,11 @@ func runAdminInvite(ctx context.Context, e *env, _ []string) error {
 			return &UsageError{Msg: fmt.Sprintf("--expires %q: want a duration such as 72h", e.flags.expires), Command: "admin invite"}
 		}
 	}
-	k, err := e.connect()
-	if err != nil {
-		return err
-	}
-	inv, err := fetch(ctx, k, func(c *client.Client, ctx context.Context) (rpc.InviteCreated, error) {
+	inv, _, err := request(ctx, e, "make an invitation", func(c *client.Client, ctx context.Context) (rpc.InviteCreated, error) {
 		return c.InviteCreate(ctx, rpc.InviteRequest{Role: e.flags.role, ExpiresIn: e.flags.expires})
 	})
 	if err != nil {
-		return serverError(k.server, "make an invitation", err)
+		return err
 	}
 	if e.opts.json {
 		return e.writeJSON(inv)
@@ -142,15 +138,11 @@ func runAdminKeysCreate(ctx context.Context, e *env, args []string) error {
 		}
 		req.Scope = e.flags.scope
 	}
-	k, err := e.connect()
-	if err != nil {
-		return err
-	}
-	key, err := fetch(ctx, k, func(c *client.Client, ctx context.Context) (rpc.APIKeyCreated, error) {
+	key, _, err := request(ctx, e, "create API key "+args[0], func(c *client.Client, ctx context.Context) (rpc.APIKeyCreated, error) {
 		return c.APIKeyCreate(ctx, req)
 	})
 	if err != nil {
-		return serverError(k.server, "create API key "+args[0], err)
+		return err
 	}
 	if e.opts.json {
 		return e.writeJSON(key)
@@ -178,13 +170,9 @@ func timeText(t *time.Time, alt string) string {
 }
 
 func runAdminKeysList(ctx context.Context, e *env, _ []string) error {
-	k, err := e.connect()
+	keys, _, err := request(ctx, e, "list API keys", (*client.Client).APIKeys)
 	if err != nil {
 		return err
-	}
-	keys, err := fetch(ctx, k, (*client.Client).APIKeys)
-	if err != nil {
-		return serverError(k.server, "list API keys", err)
 	}
 	if keys == nil {
 		keys = []rpc.APIKeyInfo{}
@@ -225,15 +213,11 @@ func runAdminKeysRevoke(ctx context.Context, e *env, args []string) error {
 	if err != nil || id <= 0 {
 		return &UsageError{Msg: fmt.Sprintf("ID must be a key's number (cds admin keys list shows them), not %q", args[0]), Command: "admin keys revoke"}
 	}
-	k, err := e.connect()
-	if err != nil {
-		return err
-	}
-	key, err := fetch(ctx, k, func(c *client.Client, ctx context.Context) (rpc.APIKeyInfo, error) {
+	key, _, err := request(ctx, e, fmt.Sprintf("revoke API key %d", id), func(c *client.Client, ctx context.Context) (rpc.APIKeyInfo, error) {
 		return c.APIKeyRevoke(ctx, id)
 	})
 	if err != nil {
-		return serverError(k.server, fmt.Sprintf("revoke API key %d", id), err)
+		return err
 	}
 	if e.opts.json {
 		return e.writeJSON(key)
